@@ -1,0 +1,24 @@
+# The two set-up commands of the README. Both create .venv on first use and install o2l into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.o2l-installed
+DEMO_DIR ?= demo
+
+.PHONY: demo test clean
+
+$(INSTALLED): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/o2l synth $(DEMO_DIR)/phantoms --cases 6 --size 256 --slices 60:90 --seed 0 --preview --overwrite
+	@echo "Demo cohort in $(DEMO_DIR)/phantoms; look at $(DEMO_DIR)/phantoms/preview.png"
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache *.egg-info

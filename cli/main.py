@@ -1,0 +1,71 @@
+"""The ``o2l`` command group and its error convention.
+
+Every failure the user can fix ends in one line on stderr, ``o2l <command>: error: <what, where>``,
+and a non-zero exit: 2 for bad input or usage, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from o2l_tf import __version__
+
+
+class BadInput(click.ClickException):
+    """A problem with what the user gave us (a file, a folder, an option value): exit code 2."""
+
+    exit_code = 2
+
+
+def reports_bad_input(command):
+    """Turn the library's ValueError / file errors into one-line ``BadInput`` errors."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
+            problem = BadInput(str(error).splitlines()[0] if str(error) else type(error).__name__)
+            problem.ctx = click.get_current_context(silent=True)
+            raise problem from error
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="o2l")
+def o2l() -> None:
+    """Liver and lesion segmentation from mixed supervision (teacher-student, O2L attention)."""
+
+
+def _register_commands() -> None:
+    from cli.synth import synth
+
+    o2l.add_command(synth)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the group and print errors on one line."""
+    try:
+        o2l.main(args=argv, prog_name="o2l", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        click.echo("o2l: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        where = f"o2l {error.ctx.command.name}" if getattr(error, "ctx", None) and error.ctx.command.name != "o2l" else "o2l"
+        message = " ".join(error.format_message().split())
+        click.echo(f"{where}: error: {message}", err=True)
+        sys.exit(error.exit_code)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Write a phantom cohort to disk in LiTS or MSD Task03 layout, in parallel, with previews."""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from o2l_tf import __version__
+from o2l_tf import visualization as viz
+from o2l_tf.io_utils import atomic_write_bytes, reproducible_gzip
+from o2l_tf.synth.phantom import Phantom, generate_phantom
+
+LAYOUTS = ("lits", "msd")
+MSD_LABELS = {"0": "background", "1": "liver", "2": "cancer"}
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    """Everything that defines a phantom cohort; the same spec always gives the same bytes."""
+
+    cases: int
+    size: int = 512
+    slices: tuple[int, int] = (60, 120)
+    seed: int = 0
+    layout: str = "lits"
+    gzip: bool = True
+
+    def validate(self) -> None:
+        if self.cases < 1:
+            raise ValueError(f"--cases must be at least 1, got {self.cases}")
+        if self.size < 32:
+            raise ValueError(f"--size must be at least 32 pixels, got {self.size}")
+        low, high = self.slices
+        if not 1 <= low <= high:
+            raise ValueError(f"--slices must be LOW:HIGH with 1 <= LOW <= HIGH, got {low}:{high}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.layout == "msd" and not self.gzip:
+            raise ValueError("the MSD layout stores .nii.gz files; drop --no-gzip or use --layout lits")
+
+    def paths(self, index: int) -> tuple[str, str]:
+        """Relative (image, label) paths of case ``index``."""
+        if self.layout == "msd":
+            return f"imagesTr/liver_{index}.nii.gz", f"labelsTr/liver_{index}.nii.gz"
+        suffix = ".nii.gz" if self.gzip else ".nii"
+        return f"volume-{index}{suffix}", f"segmentation-{index}{suffix}"
+
+
+def _encode(image, gzip: bool) -> bytes:
+    data = image.to_bytes()
+    return reproducible_gzip(data) if gzip else data
+
+
+def preview_image(phantom: Phantom, tiles: int = 6, min_tile: int = 256) -> np.ndarray:
+    """A montage of axial slices through the liver (dome to tip) and one coronal reformat."""
+    volume, label = phantom.volume, phantom.segmentation
+    liver_z = np.nonzero(label.any(axis=(0, 1)))[0]
+    low, high = (liver_z[0], liver_z[-1]) if liver_z.size else (0, volume.shape[2] - 1)
+    heights = np.unique(np.linspace(high, low, tiles).round().astype(int))[::-1]
+    factor = max(1, -(-min_tile // volume.shape[0]))
+    images = [viz.upscale(viz.overlay(viz.window(viz.radiological(volume[:, :, k])),
+                                      viz.radiological(label[:, :, k])), factor) for k in heights]
+    # Coronal cut through the liver's centre: superior at the top, patient's right on the left.
+    liver_rows = np.nonzero(label.any(axis=(0, 2)))[0]
+    row = int(liver_rows.mean()) if liver_rows.size else volume.shape[1] // 2
+    stretch = phantom.spacing[2] / phantom.spacing[0]
+    z_index = np.clip(np.round(np.arange(0, volume.shape[2], 1 / stretch)).astype(int), 0, volume.shape[2] - 1)
+    coronal_hu = volume[::-1, row, :][:, z_index].T[::-1]
+    coronal_label = label[::-1, row, :][:, z_index].T[::-1]
+    coronal = viz.overlay(viz.window(coronal_hu), coronal_label)
+    images.append(viz.upscale(coronal, factor))
+    return viz.montage(images, columns=4)
+
+
+def write_case(out_dir: str, spec: CohortSpec, index: int, preview: bool) -> dict:
+    """Generate and write one case (files appear only when complete); returns its summary."""
+    phantom = generate_phantom(index, spec.size, spec.slices, spec.seed)
+    volume_image, label_image = phantom.to_nifti()
+    image_path, label_path = spec.paths(index)
+    for relative, image in ((image_path, volume_image), (label_path, label_image)):
+        path = os.path.join(out_dir, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write_bytes(path, _encode(image, spec.gzip))
+    summary = phantom.summary()
+    summary.update(image=image_path, label=label_path)
+    if preview:
+        relative = f"previews/case-{index}.png"
+        viz.write_png(os.path.join(out_dir, relative), preview_image(phantom))
+        summary["preview"] = relative
+    return summary
+
+
+def _write_case_job(args) -> dict:
+    return write_case(*args)
+
+
+def cohort_overview(summaries: list[dict], out_dir: str, max_cases: int = 12) -> np.ndarray:
+    """One mid-liver slice per case (first ``max_cases`` cases), for the README and a quick look."""
+    import nibabel as nib
+
+    tiles = []
+    for summary in summaries[:max_cases]:
+        volume = nib.as_closest_canonical(nib.load(os.path.join(out_dir, summary["image"])))
+        label = nib.as_closest_canonical(nib.load(os.path.join(out_dir, summary["label"])))
+        hu, seg = np.asarray(volume.dataobj), np.asarray(label.dataobj)
+        area = (seg > 0).sum(axis=(0, 1))
+        k = int(np.argmax(area)) if area.any() else hu.shape[2] // 2
+        factor = max(1, -(-192 // hu.shape[0]))
+        tiles.append(viz.upscale(viz.overlay(viz.window(viz.radiological(hu[:, :, k])),
+                                             viz.radiological(seg[:, :, k])), factor))
+    return viz.montage(tiles, columns=4)
+
+
+def write_cohort(out_dir: str, spec: CohortSpec, workers: int = 1, preview: bool = False,
+                 overwrite: bool = False, progress: bool = True) -> list[dict]:
+    """Write ``spec.cases`` phantoms into ``out_dir``; returns one summary per case.
+
+    Refuses a non-empty ``out_dir`` unless ``overwrite`` (then only our own file names are replaced).
+    ``phantoms.json`` is written last: its presence marks a complete cohort.
+    """
+    spec.validate()
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir}: output folder is not empty (pass --overwrite to replace a cohort)")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"{out_dir}: exists and is not a folder")
+    os.makedirs(out_dir, exist_ok=True)
+    marker = os.path.join(out_dir, "phantoms.json")
+    if os.path.exists(marker):
+        os.unlink(marker)  # a rewritten cohort is not complete until its new marker exists
+    jobs = [(out_dir, spec, index, preview) for index in range(spec.cases)]
+    bar = _progress(total=spec.cases, enabled=progress)
+    if workers == 1:
+        summaries = []
+        for job in jobs:
+            summaries.append(_write_case_job(job))
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            summaries = []
+            for summary in pool.map(_write_case_job, jobs):
+                summaries.append(summary)
+                bar.update(1)
+    bar.close()
+    if spec.layout == "msd":
+        dataset = {
+            "name": "Liver",
+            "description": "o2l synthetic LiTS-like CT phantoms (not patient data)",
+            "reference": "generated by o2l synth",
+            "licence": "CC0",
+            "release": __version__,
+            "tensorImageSize": "3D",
+            "modality": {"0": "CT"},
+            "labels": MSD_LABELS,
+            "numTraining": spec.cases,
+            "numTest": 0,
+            "training": [{"image": f"./{s['image']}", "label": f"./{s['label']}"} for s in summaries],
+            "test": [],
+        }
+        atomic_write_bytes(os.path.join(out_dir, "dataset.json"), json.dumps(dataset, indent=2).encode())
+    if preview:
+        viz.write_png(os.path.join(out_dir, "preview.png"), cohort_overview(summaries, out_dir))
+    spec_json = asdict(spec)
+    spec_json["slices"] = list(spec.slices)
+    record = {"generator": f"o2l {__version__}", "spec": spec_json, "cases": summaries}
+    atomic_write_bytes(marker, json.dumps(record, indent=1).encode())
+    return summaries
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="synth", unit="case", disable=not enabled, dynamic_ncols=True)
