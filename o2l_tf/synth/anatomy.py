@@ -331,18 +331,24 @@ def _add_bowel(anatomy: Anatomy, rng: np.random.Generator, s: float, cavity_a: f
     anatomy.bowel = loops
 
 
-def carved_liver_sdf(anatomy: Anatomy, u, v, w, cavity=None, noise=None):
-    """The liver label's signed distance: the envelope minus everything painted after the liver."""
+def carved_liver_sdf(anatomy: Anatomy, u, v, w, cavity=None, noise=None, midline=None):
+    """The liver label's signed distance: the envelope minus everything painted after the liver.
+
+    ``cavity``, ``noise`` and ``midline`` (see ``midline_carve``) may be passed precomputed.
+    """
     sdf = anatomy.liver_sdf(u, v, w, noise)
     cavity = anatomy.cavity_sdf(u, v, w) if cavity is None else cavity
     sdf = np.maximum(sdf, cavity + 2.0)
     for organ in (*anatomy.kidneys, anatomy.gallbladder, anatomy.spleen):
         if organ.spans(w, 3.0):
             sdf = np.maximum(sdf, -(organ.sdf(u, v, w) - 2.0))
-    sdf = np.maximum(sdf, -(ivc_sdf(anatomy, u, v) - 1.5))
-    sdf = np.maximum(sdf, -(aorta_sdf(anatomy, u, v) - 3.0))
-    sdf = np.maximum(sdf, -(spine_sdf(anatomy, u, v) - 3.0))
-    return sdf
+    return np.maximum(sdf, midline_carve(anatomy, u, v) if midline is None else midline)
+
+
+def midline_carve(anatomy: Anatomy, u, v):
+    """The height-independent part of the carving: IVC, aorta and spine with their margins."""
+    return -np.minimum(np.minimum(ivc_sdf(anatomy, u, v) - 1.5, aorta_sdf(anatomy, u, v) - 3.0),
+                       spine_sdf(anatomy, u, v) - 3.0)
 
 
 def aorta_sdf(anatomy: Anatomy, u, v):
@@ -368,14 +374,15 @@ def spine_sdf(anatomy: Anatomy, u, v):
 class SliceGrid:
     """The in-plane grid of a case with everything about it that does not change along z."""
 
-    COARSE = 4  # smooth textures are evaluated every COARSE pixels and interpolated
+    COARSE_MM = 3.0  # smooth fields (wavelengths >= 15 mm) are sampled every ~3 mm and interpolated
 
     def __init__(self, anatomy: Anatomy, u: np.ndarray, v: np.ndarray, pixel_mm: float):
         self.u, self.v, self.pixel_mm = u, v, pixel_mm
         self.u_axis, self.v_axis = u[:, 0], v[0, :]
         self.bumps = anatomy.outline_bumps(u, v)
         self.fat, self.muscle = anatomy.wall_thickness(u, v)
-        step = self.COARSE if min(u.shape) >= 8 * self.COARSE else 1
+        self.midline = midline_carve(anatomy, u, v)
+        step = max(1, min(4, int(self.COARSE_MM / pixel_mm)))
         self.coarse_u, self.coarse_v = u[::step, ::step], v[::step, ::step]
 
     def smooth_field(self, field, w) -> np.ndarray:
@@ -508,7 +515,7 @@ def render_slice(anatomy: Anatomy, tissues: TissueValues, grid: SliceGrid, w: fl
         region = c.window(*anatomy.liver_bounds())
         if region:
             noise = grid.smooth_field(anatomy.liver_noise, w)[region]
-            _paint_liver(c, anatomy, t, region, cavity[region], noise, texture[region])
+            _paint_liver(c, anatomy, t, region, cavity[region], noise, texture[region], grid.midline[region])
 
     # Organs painted after the liver (already carved out of its label).
     for kidney in anatomy.kidneys:
@@ -551,9 +558,9 @@ def _paint_ellipsoid(c: Canvas, organ: Ellipsoid, value: float) -> None:
             c.paint(organ.sdf(c.u[region], c.v[region], c.w), value, region)
 
 
-def _paint_liver(c: Canvas, anatomy: Anatomy, t: TissueValues, region, cavity, noise, texture) -> None:
+def _paint_liver(c: Canvas, anatomy: Anatomy, t: TissueValues, region, cavity, noise, texture, midline) -> None:
     u, v, w = c.u[region], c.v[region], c.w
-    liver = carved_liver_sdf(anatomy, u, v, w, cavity, noise)
+    liver = carved_liver_sdf(anatomy, u, v, w, cavity, noise, midline)
     c.paint(liver, t.liver + 4.0 * texture, region)
     for tube, kind in anatomy.liver_vessels:
         if tube.spans(w):

@@ -35,6 +35,7 @@ class Phantom:
     orientation: str
     phase: str
     lesions: list[dict] = field(default_factory=list)
+    anatomy: anat.Anatomy | None = field(default=None, repr=False)  # the geometry, for checks
 
     @property
     def affine_ras(self) -> np.ndarray:
@@ -85,7 +86,7 @@ def sample_lesion_count(rng: np.random.Generator) -> int:
     """0-12 lesions, median about 3, a few cases without any (LITS.md: median 3, IQR 1-9)."""
     if rng.uniform() < 0.12:
         return 0
-    return int(np.clip(np.round(np.exp(rng.normal(np.log(3.5), 0.85))), 1, 12))
+    return int(np.clip(np.round(np.exp(rng.normal(np.log(3.5), 1.1))), 1, 12))
 
 
 def sample_lesion_diameter(rng: np.random.Generator) -> float:
@@ -183,4 +184,4 @@ def generate_phantom(index: int, size: int = 512, slices: tuple[int, int] = (60,
     origin = (float(axis[0] - offset_u), float(axis[0] - offset_v), float(heights[0]))
     return Phantom(index=index, volume=volume, segmentation=segmentation,
                    spacing=(pixel_mm, pixel_mm, float(thickness)), origin=origin,
-                   orientation=orientation, phase=phase, lesions=lesions)
+                   orientation=orientation, phase=phase, lesions=lesions, anatomy=anatomy)

@@ -1,0 +1,1 @@
+"""NIfTI cohorts to sharded TFRecords (``o2l build-records``)."""
