@@ -7,9 +7,12 @@ and a non-zero exit: 2 for bad input or usage, 1 for anything else.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import click
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow start-up chatter off the terminal
 
 from o2l_tf import __version__
 
@@ -42,9 +45,11 @@ def o2l() -> None:
 
 
 def _register_commands() -> None:
+    from cli.records import build_records, inspect_records
     from cli.synth import synth
 
-    o2l.add_command(synth)
+    for command in (synth, build_records, inspect_records):
+        o2l.add_command(command)
 
 
 _register_commands()

@@ -1,0 +1,1 @@
+"""TFRecord schema, boxes, reading and the tf.data pipelines."""

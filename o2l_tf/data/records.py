@@ -1,0 +1,90 @@
+"""Reading o2l TFRecords: the manifest, its schema version, and decoded examples."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from o2l_tf.data import schema
+from o2l_tf.errors import InputError
+
+
+def load_manifest(records_dir: str) -> dict:
+    """The build's manifest; refuses a missing one or one of another schema version."""
+    path = os.path.join(records_dir, schema.MANIFEST)
+    if not tf.io.gfile.exists(path):
+        what = "no such folder" if not tf.io.gfile.exists(records_dir) else f"no {schema.MANIFEST} (not a finished build)"
+        raise InputError(f"{records_dir}: {what}")
+    with tf.io.gfile.GFile(path, "r") as stream:
+        try:
+            manifest = json.loads(stream.read())
+        except ValueError as error:
+            raise InputError(f"{path}: not valid JSON ({error})") from error
+    version = manifest.get("schema_version")
+    if version != schema.SCHEMA_VERSION:
+        raise InputError(f"{path}: records use schema version {version}, this o2l reads version "
+                         f"{schema.SCHEMA_VERSION}; rebuild them with this o2l's build-records")
+    return manifest
+
+
+def split_files(records_dir: str, split: str, manifest: dict | None = None) -> list[str]:
+    manifest = manifest or load_manifest(records_dir)
+    return [os.path.join(records_dir, name) for name in manifest["splits"][split]["shards"]]
+
+
+def compression(manifest: dict) -> str:
+    value = manifest["preprocessing"]["compression"]
+    return "" if value == "none" else value
+
+
+def _boxes(sparse) -> tf.Tensor:
+    return tf.reshape(tf.sparse.to_dense(sparse), [-1, 4])
+
+
+def parse_example(serialized) -> dict:
+    """Decode one example: ``image`` float32 (H, W, 3) in [0, 1], ``hu`` int16, ``label`` uint8 (H, W)
+    (zeros when ``has_label`` is 0), ``box_channels`` float32 (H, W, 2), boxes as (N, 4) int64."""
+    features = tf.io.parse_single_example(serialized, schema.parse_spec())
+    version = features[schema.SCHEMA_VERSION_KEY]
+    tf.debugging.assert_equal(version, tf.constant(schema.SCHEMA_VERSION, tf.int64),
+                              message=f"example of another schema version; this o2l reads {schema.SCHEMA_VERSION}")
+    height = tf.cast(features[schema.HEIGHT], tf.int32)
+    width = tf.cast(features[schema.WIDTH], tf.int32)
+    hu = tf.reshape(tf.io.decode_raw(features[schema.IMAGE], tf.int16, little_endian=True),
+                    [height, width, schema.IMAGE_CHANNELS])
+    low, high = features[schema.HU_WINDOW][0], features[schema.HU_WINDOW][1]
+    image = (tf.cast(hu, tf.float32) - low) / (high - low)
+    has_label = features[schema.HAS_LABEL]
+    label = tf.cond(
+        has_label > 0,
+        lambda: tf.reshape(tf.io.decode_raw(features[schema.LABEL], tf.uint8), [height, width]),
+        lambda: tf.zeros([height, width], tf.uint8),
+    )
+    channels = tf.reshape(tf.io.decode_raw(features[schema.BOX_CHANNELS], tf.uint8), [height, width, 2])
+    return {
+        "image": image,
+        "hu": hu,
+        "label": label,
+        "has_label": has_label,
+        "box_channels": tf.cast(channels, tf.float32),
+        "organ_boxes": _boxes(features[schema.ORGAN_BOXES]),
+        "lesion_boxes": _boxes(features[schema.LESION_BOXES]),
+        "case_id": features[schema.CASE_ID],
+        "split": features[schema.SPLIT],
+        "slice_index": features[schema.SLICE_INDEX],
+        "num_slices": features[schema.NUM_SLICES],
+        "spacing": features[schema.SPACING],
+        "boxes_source": features[schema.BOXES_SOURCE],
+        "boxes_perturbed": features[schema.BOXES_PERTURBED],
+    }
+
+
+def read_split(records_dir: str, split: str, manifest: dict | None = None) -> tf.data.Dataset:
+    """All examples of ``split`` in stored order, decoded (for inspection, evaluation and tests)."""
+    manifest = manifest or load_manifest(records_dir)
+    files = split_files(records_dir, split, manifest)
+    dataset = tf.data.TFRecordDataset(files, compression_type=compression(manifest)) if files else \
+        tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
+    return dataset.map(parse_example)

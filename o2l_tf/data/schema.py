@@ -1,0 +1,115 @@
+"""The TFRecord schema: every feature key, defined once for the writer and the reader.
+
+One example = one axial position of a canonical (RAS+) volume:
+- ``image``: the slice and its two neighbours, (H, W, 3) int16 HU clipped to the window, little-endian
+  raw bytes, channels ordered (below, centre, above); edge slices are replicated. H runs along the
+  canonical first axis (patient right), W along the second (anterior).
+- ``label``: (H, W) uint8 labels 0/1/2 of the centre slice; only in strong and val examples.
+- ``box_channels``: (H, W, 2) uint8 binary masks (organ, lesion) of the centre slice's boxes, as the
+  teacher consumes them; the organ channel is the union of liver and lesion boxes (paper, Eq. 1).
+- ``organ_boxes`` / ``lesion_boxes``: the same boxes as flat int64 lists ``x0, y0, x1, y1, ...``
+  (inclusive canonical pixel indices, x along H, y along W).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# Identity and geometry
+SCHEMA_VERSION_KEY = "schema_version"
+CASE_ID = "case_id"
+SPLIT = "split"
+SLICE_INDEX = "slice_index"
+NUM_SLICES = "num_slices"
+HEIGHT = "height"
+WIDTH = "width"
+SPACING = "spacing"  # (x, y, z) in mm, canonical axes
+HU_WINDOW = "hu_window"  # (low, high) the image was clipped to
+
+# Pixels
+IMAGE = "image"
+LABEL = "label"
+HAS_LABEL = "has_label"
+BOX_CHANNELS = "box_channels"
+
+# Boxes
+ORGAN_BOXES = "organ_boxes"
+LESION_BOXES = "lesion_boxes"
+BOXES_SOURCE = "boxes_source"  # "mask" (circumscribed rectangles of the label) or "user" (a box file)
+BOXES_PERTURBED = "boxes_perturbed"
+
+# Soft pseudo-labels (written beside weak shards by `o2l pseudo-label`)
+SOFT_LABEL = "soft_label"
+
+SPLITS = ("strong", "weak", "val")
+IMAGE_CHANNELS = 3
+BOX_CHANNEL_NAMES = ("organ", "lesion")
+MANIFEST = "manifest.json"
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """``strong-00000-of-00008.tfrecord``: the Model Garden convention."""
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def example_features(image: bytes, box_channels: bytes, *, case_id: str, split: str, slice_index: int,
+                     num_slices: int, height: int, width: int, spacing, hu_window, organ_boxes, lesion_boxes,
+                     boxes_source: str, boxes_perturbed: bool, label: bytes | None = None):
+    """A ``tf.train.Example`` for one three-slice group (the writer's only way to build one)."""
+    import tensorflow as tf
+
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+    def floats(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+    def raw(value: bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    feature = {
+        SCHEMA_VERSION_KEY: ints([SCHEMA_VERSION]),
+        CASE_ID: raw(case_id.encode()),
+        SPLIT: raw(split.encode()),
+        SLICE_INDEX: ints([slice_index]),
+        NUM_SLICES: ints([num_slices]),
+        HEIGHT: ints([height]),
+        WIDTH: ints([width]),
+        SPACING: floats(spacing),
+        HU_WINDOW: floats(hu_window),
+        IMAGE: raw(image),
+        HAS_LABEL: ints([label is not None]),
+        BOX_CHANNELS: raw(box_channels),
+        ORGAN_BOXES: ints(organ_boxes),
+        LESION_BOXES: ints(lesion_boxes),
+        BOXES_SOURCE: raw(boxes_source.encode()),
+        BOXES_PERTURBED: ints([boxes_perturbed]),
+    }
+    if label is not None:
+        feature[LABEL] = raw(label)
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def parse_spec():
+    """The ``tf.io.parse_single_example`` spec; ``label`` defaults to empty bytes in weak examples."""
+    import tensorflow as tf
+
+    return {
+        SCHEMA_VERSION_KEY: tf.io.FixedLenFeature([], tf.int64),
+        CASE_ID: tf.io.FixedLenFeature([], tf.string),
+        SPLIT: tf.io.FixedLenFeature([], tf.string),
+        SLICE_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        NUM_SLICES: tf.io.FixedLenFeature([], tf.int64),
+        HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        SPACING: tf.io.FixedLenFeature([3], tf.float32),
+        HU_WINDOW: tf.io.FixedLenFeature([2], tf.float32),
+        IMAGE: tf.io.FixedLenFeature([], tf.string),
+        HAS_LABEL: tf.io.FixedLenFeature([], tf.int64),
+        LABEL: tf.io.FixedLenFeature([], tf.string, default_value=b""),
+        BOX_CHANNELS: tf.io.FixedLenFeature([], tf.string),
+        ORGAN_BOXES: tf.io.VarLenFeature(tf.int64),
+        LESION_BOXES: tf.io.VarLenFeature(tf.int64),
+        BOXES_SOURCE: tf.io.FixedLenFeature([], tf.string),
+        BOXES_PERTURBED: tf.io.FixedLenFeature([], tf.int64),
+    }

@@ -1,0 +1,134 @@
+"""Reading NIfTI volumes safely and moving between a file's voxel grid and the canonical RAS+ grid.
+
+Every o2l array is canonical: axes (right, anterior, superior), obtained from the file by axis
+permutations and flips only (``nibabel`` orientation transforms), so the mapping is exact and invertible.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import zlib
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from nibabel import orientations
+
+from o2l_tf.errors import InputError
+
+AFFINE_TOLERANCE = 1e-3  # mm / direction cosines: LiTS headers differ only in float noise
+
+
+def _open_bytes(path: str) -> bytes:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as stream:
+        return stream.read()
+
+
+def load_image(path: str) -> nib.Nifti1Image:
+    """Load a NIfTI header and lazy data from a local path or any TensorFlow file system (gs://...)."""
+    try:
+        if "://" in path:
+            data = _open_bytes(path)
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            return nib.Nifti1Image.from_bytes(data)
+        return nib.load(path)
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: no such file") from error
+    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as error:
+        raise InputError(f"{path}: not a readable NIfTI file ({_reason(error)})") from error
+
+
+def _reason(error: Exception) -> str:
+    return " ".join(str(error).split())[:160] or type(error).__name__
+
+
+def check_3d(image: nib.Nifti1Image, path: str) -> None:
+    if len(image.shape) != 3:
+        raise InputError(f"{path}: expected a 3D volume, got {len(image.shape)}D shape {tuple(image.shape)}")
+    if min(image.shape) < 1:
+        raise InputError(f"{path}: empty volume of shape {tuple(image.shape)}")
+
+
+def read_array(image: nib.Nifti1Image, path: str, dtype=np.float32) -> np.ndarray:
+    """Voxel values with the header scaling (scl_slope / scl_inter) applied; a corrupt file is an InputError."""
+    try:
+        return np.asarray(image.get_fdata(dtype=np.float32), dtype=dtype)
+    except (OSError, EOFError, zlib.error, ValueError) as error:
+        raise InputError(f"{path}: cannot read voxel data ({_reason(error)})") from error
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    if "://" in path:
+        digest.update(_open_bytes(path))
+    else:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Reorientation:
+    """The exact axis permutation/flip from a file's voxel grid to the canonical RAS+ grid."""
+
+    ornt: np.ndarray  # nibabel orientation: row i = (canonical axis of file axis i, +1 or -1)
+    file_shape: tuple[int, int, int]
+    file_affine: np.ndarray
+
+    @classmethod
+    def of(cls, image: nib.Nifti1Image) -> "Reorientation":
+        return cls(orientations.io_orientation(image.affine), tuple(int(n) for n in image.shape[:3]),
+                   np.asarray(image.affine, float))
+
+    @property
+    def canonical_shape(self) -> tuple[int, int, int]:
+        shape = [0, 0, 0]
+        for axis, (target, _) in enumerate(self.ornt):
+            shape[int(target)] = self.file_shape[axis]
+        return tuple(shape)
+
+    @property
+    def canonical_affine(self) -> np.ndarray:
+        return self.file_affine @ orientations.inv_ornt_aff(self.ornt, self.file_shape)
+
+    @property
+    def canonical_spacing(self) -> tuple[float, float, float]:
+        return tuple(float(x) for x in np.linalg.norm(self.canonical_affine[:3, :3], axis=0))
+
+    @property
+    def axcodes(self) -> str:
+        return "".join(orientations.aff2axcodes(self.file_affine))
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(orientations.apply_orientation(array, self.ornt))
+
+    def to_file(self, canonical: np.ndarray) -> np.ndarray:
+        """Inverse of ``to_canonical``: put a canonical array back on the file's voxel grid."""
+        inverse = np.zeros_like(self.ornt)
+        for axis, (target, flip) in enumerate(self.ornt):
+            inverse[int(target)] = (axis, flip)  # canonical axis `target` came from file axis `axis`
+        return np.ascontiguousarray(orientations.apply_orientation(canonical, inverse))
+
+    def voxel_to_canonical(self, ijk) -> tuple[int, int, int]:
+        """Map one voxel index of the file to its canonical index."""
+        out = [0, 0, 0]
+        for axis, (target, flip) in enumerate(self.ornt):
+            value = int(ijk[axis])
+            out[int(target)] = value if flip > 0 else self.file_shape[axis] - 1 - value
+        return tuple(out)
+
+    def box_to_canonical(self, low, high) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """Map an inclusive 3D voxel box of the file to the canonical grid (corners re-sorted)."""
+        a, b = self.voxel_to_canonical(low), self.voxel_to_canonical(high)
+        return tuple(min(p, q) for p, q in zip(a, b)), tuple(max(p, q) for p, q in zip(a, b))
+
+
+def same_grid(first: nib.Nifti1Image, second: nib.Nifti1Image) -> bool:
+    return tuple(first.shape) == tuple(second.shape) and np.allclose(first.affine, second.affine,
+                                                                     atol=AFFINE_TOLERANCE)

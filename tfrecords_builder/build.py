@@ -1,0 +1,464 @@
+"""``o2l build-records``: NIfTI cases to sharded TFRecords of three-slice examples with box channels.
+
+Two phases, both resumable:
+1. per case (in parallel worker processes, one case each): read, validate, reorient to RAS+, clip HU,
+   derive or read boxes, select slices, serialize examples to ``.work/cases/<case>.tfrecord``;
+2. per split: spread every example to a shard by a seeded hash of (split, case, slice), order each shard
+   by that hash (so shards mix cases), compress and rename into place.
+``manifest.json`` is written last; a folder without it is not a finished build. Every file is written
+under a temporary name and renamed, so a killed run restarted with the same command ends with the same
+bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from o2l_tf import __version__
+from o2l_tf.data import boxes as box_ops
+from o2l_tf.data import schema
+from o2l_tf.errors import InputError
+from o2l_tf.nifti import Reorientation, check_3d, file_sha256, load_image, read_array, same_grid
+from tfrecords_builder import box_files, sources
+
+WORK = ".work"
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines the records' bytes (the output folder and worker count do not)."""
+
+    data: str | None = None
+    cases_file: str | None = None
+    layout: str | None = None
+    split: tuple[int, int, int] = (30, 60, 10)
+    split_file: str | None = None
+    seed: int = 0
+    boxes: str | None = None
+    perturb_boxes: bool = False
+    margin_slices: int = 2
+    hu_window: tuple[float, float] = (-200.0, 250.0)
+    shards: int | None = None
+    shard_mb: int = 150
+    compression: str = "GZIP"
+
+    def validate(self) -> None:
+        if (self.data is None) == (self.cases_file is None):
+            raise InputError("give exactly one of --data DIR or --cases FILE")
+        if self.split_file is None:
+            if len(self.split) != 3 or min(self.split) < 0:
+                raise InputError(f"--split must be three non-negative percentages STRONG:WEAK:VAL, got {self.split}")
+            if sum(self.split) > 100:
+                raise InputError(f"--split percentages add up to {sum(self.split)} > 100")
+            if self.split[0] == 0:
+                raise InputError("--split gives the strong split 0 %: the teacher needs fully labelled cases")
+        if self.margin_slices < 0:
+            raise InputError(f"--margin-slices must be >= 0, got {self.margin_slices}")
+        low, high = self.hu_window
+        if not low < high:
+            raise InputError(f"--hu-window must be LOW:HIGH with LOW < HIGH, got {low}:{high}")
+        if self.shards is not None and self.shards < 1:
+            raise InputError(f"--shards must be >= 1, got {self.shards}")
+        if self.compression not in ("GZIP", ""):
+            raise InputError(f"compression must be GZIP or none, got {self.compression!r}")
+
+    def identity(self) -> dict:
+        record = asdict(self)
+        record["split"] = list(self.split)
+        record["hu_window"] = [float(x) for x in self.hu_window]
+        return record
+
+
+# ----------------------------------------------------------------------------------------------- splits
+def assign_splits(case_ids: list[str], config: BuildConfig) -> dict[str, str]:
+    """case id -> 'strong' | 'weak' | 'val' (unassigned cases are left out)."""
+    if config.split_file:
+        return _read_split_file(config.split_file, case_ids)
+    order = list(case_ids)
+    np.random.default_rng(config.seed).shuffle(order)
+    total = len(order)
+    # Largest-remainder rounding so the counts add up to round(total * sum / 100).
+    exact = [total * p / 100 for p in config.split]
+    counts = [int(math.floor(x)) for x in exact]
+    wanted = min(total, int(round(total * sum(config.split) / 100)))
+    for index in sorted(range(3), key=lambda i: exact[i] - counts[i], reverse=True)[: wanted - sum(counts)]:
+        counts[index] += 1
+    for name, percent, count in zip(schema.SPLITS, config.split, counts):
+        if percent > 0 and count == 0:
+            raise InputError(f"--split {':'.join(map(str, config.split))} leaves the {name} split with zero of "
+                             f"{total} cases")
+    assignment, start = {}, 0
+    for name, count in zip(schema.SPLITS, counts):
+        for case_id in order[start:start + count]:
+            assignment[case_id] = name
+        start += count
+    return assignment
+
+
+def _read_split_file(path: str, case_ids: list[str]) -> dict[str, str]:
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    try:
+        with open(path) as stream:
+            if path.endswith(".json"):
+                named = json.load(stream)
+                rows = [(str(case), split) for split, cases in named.items() for case in cases]
+            else:
+                import csv
+
+                rows = [(r["case_id"].strip(), r["split"].strip()) for r in csv.DictReader(stream)]
+    except (ValueError, KeyError, AttributeError, TypeError) as error:
+        raise InputError(f"{path}: cannot parse split file ({error})") from error
+    known, assignment = set(case_ids), {}
+    for case_id, split in rows:
+        if split not in schema.SPLITS:
+            raise InputError(f"{path}: unknown split {split!r} for case {case_id}; expected strong, weak or val")
+        if case_id not in known:
+            raise InputError(f"{path}: case {case_id} is not in the cohort")
+        if case_id in assignment:
+            raise InputError(f"{path}: case {case_id} is listed twice")
+        assignment[case_id] = split
+    if "strong" not in assignment.values():
+        raise InputError(f"{path}: names no strong case")
+    return assignment
+
+
+# ------------------------------------------------------------------------------------------- one case
+@dataclass
+class CaseJob:
+    source: sources.CaseSource
+    split: str
+    config: BuildConfig
+    work_dir: str
+    user_boxes: list = field(default_factory=list)
+
+
+def _clip_to_int16(array: np.ndarray, window) -> np.ndarray:
+    return np.rint(np.clip(array, window[0], window[1])).astype(np.int16)
+
+
+def _selected_slices(has_box: np.ndarray, margin: int, keep_all: bool) -> np.ndarray:
+    if keep_all:
+        return np.arange(has_box.size)
+    selected = np.zeros_like(has_box)
+    for z in np.nonzero(has_box)[0]:
+        selected[max(0, z - margin): z + margin + 1] = True
+    return np.nonzero(selected)[0]
+
+
+def _perturb(slice_boxes, seed: int, case_id: str, z: int, shape):
+    rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:4], "little"), z])
+    organ, lesion = slice_boxes
+    return ([box_ops.perturb_box(b, rng, box_ops.LIVER_PERTURBATION, shape) for b in organ],
+            [box_ops.perturb_box(b, rng, box_ops.LESION_PERTURBATION, shape) for b in lesion])
+
+
+def process_case(job: CaseJob) -> dict:
+    """Read, check and serialize one case to its work file; returns the case's manifest entry."""
+    import tensorflow as tf
+
+    source, config, split = job.source, job.config, job.split
+    image = load_image(source.image)
+    check_3d(image, source.image)
+    reorientation = Reorientation.of(image)
+    use_user_boxes = split == "weak" and config.boxes is not None
+    needs_label = not use_user_boxes
+    if needs_label and source.label is None:
+        raise InputError(f"{source.image}: case {source.case_id} ({split}) needs a label file")
+    volume = read_array(image, source.image)
+    if not np.isfinite(volume).all():
+        raise InputError(f"{source.image}: holds NaN or infinite voxels")
+    volume = _clip_to_int16(reorientation.to_canonical(volume), config.hu_window)
+
+    label = None
+    if needs_label:
+        label_image = load_image(source.label)
+        check_3d(label_image, source.label)
+        if tuple(label_image.shape) != tuple(image.shape):
+            raise InputError(f"{source.label}: shape {tuple(label_image.shape)} differs from "
+                             f"{os.path.basename(source.image)} {tuple(image.shape)}")
+        if not same_grid(image, label_image):
+            raise InputError(f"{source.label}: affine differs from {os.path.basename(source.image)}")
+        raw_label = read_array(label_image, source.label)
+        values = np.unique(raw_label)
+        if not np.isin(values, (0, 1, 2)).all():
+            bad = [v for v in values if v not in (0, 1, 2)][:5]
+            raise InputError(f"{source.label}: label values {bad} outside {{0, 1, 2}}")
+        label = reorientation.to_canonical(raw_label.astype(np.uint8))
+        del raw_label
+
+    height, width, depth = volume.shape
+    if use_user_boxes:
+        box_files.check_inside(job.user_boxes, reorientation, config.boxes, source.image)
+        user = box_files.per_slice_boxes(job.user_boxes, reorientation)
+        boxes_by_slice = [user.get(z, ([], [])) for z in range(depth)]
+    else:
+        boxes_by_slice = [box_ops.slice_boxes(label[:, :, z]) for z in range(depth)]
+    if split == "weak" and config.perturb_boxes:
+        boxes_by_slice = [_perturb(b, config.seed, source.case_id, z, (height, width)) if (b[0] or b[1]) else b
+                          for z, b in enumerate(boxes_by_slice)]
+    has_box = np.array([bool(organ or lesion) for organ, lesion in boxes_by_slice])
+    if split == "weak" and not has_box.any():
+        raise InputError(f"{config.boxes or source.label}: weak case {source.case_id} has no liver or lesion box")
+    selected = _selected_slices(has_box, config.margin_slices, keep_all=(split == "val"))
+
+    spacing = reorientation.canonical_spacing
+    path = os.path.join(job.work_dir, "cases", f"{source.case_id}.tfrecord")
+    temporary = path + ".tmp"
+    total_bytes = 0
+    with tf.io.TFRecordWriter(temporary) as writer:
+        for z in selected:
+            group = volume[:, :, [max(z - 1, 0), z, min(z + 1, depth - 1)]]
+            organ, lesion = boxes_by_slice[z]
+            example = schema.example_features(
+                group.astype("<i2").tobytes(),
+                box_ops.box_channels(organ, lesion, (height, width)).tobytes(),
+                case_id=source.case_id, split=split, slice_index=int(z), num_slices=depth, height=height,
+                width=width, spacing=spacing, hu_window=config.hu_window,
+                organ_boxes=[c for b in organ for c in b], lesion_boxes=[c for b in lesion for c in b],
+                boxes_source="user" if use_user_boxes else "mask",
+                boxes_perturbed=bool(split == "weak" and config.perturb_boxes and (organ or lesion)),
+                label=None if split == "weak" else np.ascontiguousarray(label[:, :, z]).tobytes(),
+            ).SerializeToString()
+            writer.write(example)
+            total_bytes += len(example)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+    entry = {
+        "case_id": source.case_id,
+        "split": split,
+        "image": source.image,
+        "label": source.label if needs_label else None,
+        "image_sha256": file_sha256(source.image),
+        "label_sha256": file_sha256(source.label) if needs_label else None,
+        "original_shape": list(reorientation.file_shape),
+        "original_affine": np.round(reorientation.file_affine, 6).tolist(),
+        "original_axcodes": reorientation.axcodes,
+        "canonical_shape": [height, width, depth],
+        "spacing_mm": [round(s, 6) for s in spacing],
+        "examples": int(selected.size),
+        "slices": [int(z) for z in selected],
+        "slices_with_boxes": int(has_box.sum()),
+        "organ_boxes": int(sum(len(b[0]) for b in boxes_by_slice)),
+        "lesion_boxes": int(sum(len(b[1]) for b in boxes_by_slice)),
+        "serialized_bytes": total_bytes,
+    }
+    _write_json(os.path.join(job.work_dir, "cases", f"{source.case_id}.json"), entry)
+    return entry
+
+
+# -------------------------------------------------------------------------------------------- helpers
+def _write_json(path: str, record: dict) -> None:
+    import tensorflow as tf
+
+    temporary = path + ".tmp"
+    with tf.io.gfile.GFile(temporary, "w") as stream:
+        stream.write(json.dumps(record, indent=1, sort_keys=True))
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _read_json(path: str):
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "r") as stream:
+        return json.loads(stream.read())
+
+
+def _example_key(seed: int, split: str, case_id: str, z: int) -> bytes:
+    return hashlib.sha256(f"{seed}/{split}/{case_id}/{z}".encode()).digest()[:8]
+
+
+def _is_ours(name: str) -> bool:
+    return name in (schema.MANIFEST, WORK, WORK + "/") or (name.endswith(".tfrecord") and "-of-" in name)
+
+
+# ----------------------------------------------------------------------------------------------- shards
+def _write_split_shards(out: str, work: str, split: str, entries: list[dict], config: BuildConfig) -> list[str]:
+    import tensorflow as tf
+
+    gfile = tf.io.gfile
+    for name in gfile.listdir(out):
+        if name.startswith(f"{split}-") and name.rstrip("/").endswith(".tfrecord"):
+            gfile.remove(os.path.join(out, name))
+    total = sum(e["serialized_bytes"] for e in entries)
+    if not entries or total == 0:
+        return []
+    count = config.shards or max(1, math.ceil(total / (config.shard_mb * MB)))
+    bucket_dir = os.path.join(work, "buckets")
+    gfile.makedirs(bucket_dir)
+    buckets = [os.path.join(bucket_dir, f"{split}-{i}.tfrecord") for i in range(count)]
+    writers = [tf.io.TFRecordWriter(path) for path in buckets]
+    try:
+        for entry in entries:
+            records = tf.data.TFRecordDataset(os.path.join(work, "cases", f"{entry['case_id']}.tfrecord"))
+            for z, record in zip(entry["slices"], records.as_numpy_iterator()):
+                key = _example_key(config.seed, split, entry["case_id"], z)
+                writers[int.from_bytes(key, "little") % count].write(key + record)
+    finally:
+        for writer in writers:
+            writer.close()
+    names = []
+    options = tf.io.TFRecordOptions(compression_type=config.compression)
+    for index, bucket in enumerate(buckets):
+        keyed = sorted(tf.data.TFRecordDataset(bucket).as_numpy_iterator())
+        name = schema.shard_name(split, index, count)
+        temporary = os.path.join(out, name + ".tmp")
+        with tf.io.TFRecordWriter(temporary, options) as writer:
+            for record in keyed:
+                writer.write(record[8:])
+        gfile.rename(temporary, os.path.join(out, name), overwrite=True)
+        gfile.remove(bucket)
+        names.append(name)
+    return names
+
+
+# ----------------------------------------------------------------------------------------------- driver
+def _prepare_output(out: str, identity: dict, overwrite: bool) -> str:
+    """Create or reuse ``out``; returns the work folder. Refuses foreign or differently-built content."""
+    import tensorflow as tf
+
+    gfile = tf.io.gfile
+    work = os.path.join(out, WORK)
+    config_path = os.path.join(work, "build_config.json")
+    manifest_path = os.path.join(out, schema.MANIFEST)
+    if gfile.exists(out) and not gfile.isdir(out):
+        raise InputError(f"{out}: exists and is not a folder")
+    existing = [n.rstrip("/") for n in gfile.listdir(out)] if gfile.exists(out) else []
+    if existing:
+        previous = None
+        if gfile.exists(config_path):
+            previous = _read_json(config_path)
+        elif gfile.exists(manifest_path):
+            previous = _read_json(manifest_path).get("config")
+        if previous != identity:
+            if not overwrite:
+                what = "a build of a different configuration" if previous else "files that are not an o2l build"
+                raise InputError(f"{out}: holds {what}; pass --overwrite to replace it or choose another --out")
+            for name in existing:
+                if _is_ours(name):
+                    path = os.path.join(out, name)
+                    gfile.rmtree(path) if gfile.isdir(path) else gfile.remove(path)
+    gfile.makedirs(os.path.join(work, "cases"))
+    if not gfile.exists(config_path):
+        _write_json(config_path, identity)
+    return work
+
+
+def _resolve_cases(config: BuildConfig) -> tuple[str, list[sources.CaseSource]]:
+    if config.cases_file:
+        return "list", sources.read_case_list(config.cases_file)
+    return sources.discover(config.data, config.layout)
+
+
+def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bool = False,
+                  progress: bool = True) -> dict:
+    """Build (or finish building) the records of ``config`` in ``out``; returns the manifest."""
+    import tensorflow as tf
+
+    config.validate()
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    layout, cases = _resolve_cases(config)
+    split_of = assign_splits([c.case_id for c in cases], config)
+    user_boxes, ignored_box_cases = {}, []
+    if config.boxes:
+        user_boxes = box_files.read_box_file(config.boxes)
+        known = {c.case_id for c in cases}
+        unknown = sorted(set(user_boxes) - known)
+        if unknown:
+            raise InputError(f"{config.boxes}: boxes for unknown case(s) {', '.join(unknown[:5])}")
+        ignored_box_cases = sorted(c for c in user_boxes if split_of.get(c) != "weak")
+        missing = sorted(c for c, s in split_of.items() if s == "weak" and c not in user_boxes)
+        if missing:
+            raise InputError(f"{config.boxes}: no boxes for weak case(s) {', '.join(missing[:5])}")
+
+    identity = config.identity()
+    identity["cases"] = [[c.case_id, c.image, c.label] for c in cases]
+    manifest_path = os.path.join(out, schema.MANIFEST)
+    if tf.io.gfile.exists(manifest_path) and _read_json(manifest_path).get("config") == identity:
+        return _read_json(manifest_path)  # already complete
+    work = _prepare_output(out, identity, overwrite)
+
+    jobs, entries = [], {}
+    for source in cases:
+        split = split_of.get(source.case_id)
+        if split is None:
+            continue
+        done = os.path.join(work, "cases", f"{source.case_id}.json")
+        if tf.io.gfile.exists(done):
+            entries[source.case_id] = _read_json(done)
+        else:
+            jobs.append(CaseJob(source, split, config, work, user_boxes.get(source.case_id, [])))
+    bar = _progress(len(jobs), progress)
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            entries[job.source.case_id] = process_case(job)
+            bar.update(1)
+    else:
+        context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+            for entry in pool.map(process_case, jobs):
+                entries[entry["case_id"]] = entry
+                bar.update(1)
+    bar.close()
+
+    splits = {}
+    for split in schema.SPLITS:
+        members = [entries[c.case_id] for c in cases if split_of.get(c.case_id) == split]
+        marker = os.path.join(work, f"{split}.done")
+        if tf.io.gfile.exists(marker):
+            names = _read_json(marker)["shards"]
+        else:
+            names = _write_split_shards(out, work, split, members, config)
+            _write_json(marker, {"shards": names})
+        splits[split] = {
+            "cases": [e["case_id"] for e in members],
+            "examples": sum(e["examples"] for e in members),
+            "shards": names,
+        }
+    manifest = {
+        "o2l_version": __version__,
+        "schema_version": schema.SCHEMA_VERSION,
+        "layout": layout,
+        "config": identity,
+        "preprocessing": {
+            "orientation": "RAS (canonical axes: right, anterior, superior)",
+            "hu_window": [float(x) for x in config.hu_window],
+            "image_dtype": "int16 little-endian, (H, W, 3) = (slice below, slice, slice above)",
+            "normalisation": "in the reader: (HU - low) / (high - low), giving [0, 1]",
+            "compression": config.compression or "none",
+        },
+        "boxes": {
+            "weak_source": "user" if config.boxes else "mask",
+            "file": config.boxes,
+            "file_sha256": file_sha256(config.boxes) if config.boxes else None,
+            "ignored_cases": ignored_box_cases,
+            "perturbation": {
+                "applied_to": "weak split",
+                "liver": asdict(box_ops.LIVER_PERTURBATION),
+                "lesion": asdict(box_ops.LESION_PERTURBATION),
+                "seed": config.seed,
+            } if config.perturb_boxes else None,
+        },
+        "splits": splits,
+        "cases": {c.case_id: entries[c.case_id] for c in cases if c.case_id in entries},
+    }
+    _write_json(manifest_path, manifest)
+    tf.io.gfile.rmtree(work)
+    return manifest
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="build-records", unit="case", disable=not enabled or total == 0,
+                dynamic_ncols=True)
+
