@@ -191,7 +191,7 @@ def process_case(job: CaseJob) -> dict:
         raw_label = read_array(label_image, source.label)
         values = np.unique(raw_label)
         if not np.isin(values, (0, 1, 2)).all():
-            bad = [v for v in values if v not in (0, 1, 2)][:5]
+            bad = [float(v) if v != int(v) else int(v) for v in values if v not in (0, 1, 2)][:5]
             raise InputError(f"{source.label}: label values {bad} outside {{0, 1, 2}}")
         label = reorientation.to_canonical(raw_label.astype(np.uint8))
         del raw_label
