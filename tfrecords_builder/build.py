@@ -228,7 +228,7 @@ def process_case(job: CaseJob) -> dict:
                 boxes_source="user" if use_user_boxes else "mask",
                 boxes_perturbed=bool(split == "weak" and config.perturb_boxes and (organ or lesion)),
                 label=None if split == "weak" else np.ascontiguousarray(label[:, :, z]).tobytes(),
-            ).SerializeToString()
+            ).SerializeToString(deterministic=True)  # map order must not depend on the process
             writer.write(example)
             total_bytes += len(example)
     tf.io.gfile.rename(temporary, path, overwrite=True)
