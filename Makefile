@@ -15,7 +15,9 @@ $(INSTALLED): setup.cfg pyproject.toml
 
 demo: $(INSTALLED)
 	$(BIN)/o2l synth $(DEMO_DIR)/phantoms --cases 6 --size 256 --slices 60:90 --seed 0 --preview --overwrite
-	@echo "Demo cohort in $(DEMO_DIR)/phantoms; look at $(DEMO_DIR)/phantoms/preview.png"
+	$(BIN)/o2l build-records --data $(DEMO_DIR)/phantoms --out $(DEMO_DIR)/records --split 50:34:16 --overwrite
+	$(BIN)/o2l inspect-records $(DEMO_DIR)/records --png $(DEMO_DIR)/records.png
+	@echo "Demo outputs in $(DEMO_DIR)/: phantoms/preview.png, records.png"
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
