@@ -1,0 +1,1 @@
+"""Dataclass configs for data, models and training, with named presets."""

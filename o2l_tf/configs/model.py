@@ -1,0 +1,69 @@
+"""Model settings: the U-Net backbone, the teacher's box attention variant, the student's branch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+ATTENTION_VARIANTS = ("o2l", "multichannel", "none")
+
+# How o2l reads the five rows of the paper's Table II (teacher ablation):
+TABLE_II = {
+    "w/o attention & w/o shortcut": dict(attention="none", shortcut=False),
+    "multi-channel input": dict(attention="multichannel", shortcut=True),
+    "w/o attention & w/ shortcut": dict(attention="none", shortcut=True),
+    "w/ attention & w/o shortcut": dict(attention="o2l", shortcut=False),
+    "w/ attention & w/ shortcut": dict(attention="o2l", shortcut=True),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Defaults: 4 scales, 32 base filters (32-64-128-256, bottleneck 512), the paper's O2L teacher.
+
+    - ``depth``: number of 2x down-samplings (the paper's 4 scales); inputs must be multiples of 2**depth.
+    - ``attention``/``shortcut``: the teacher variant (see ``TABLE_II``).
+    - ``localization_channels``: channels C of each sub-pixel branch (conv to C*r*r, depth_to_space(r)).
+    - ``localization_scales``: decoder stages feeding the localization branch, as down-sampling exponents
+      (3 = 1/8 resolution ... 0 = full resolution).
+    """
+
+    depth: int = 4
+    base_filters: int = 32
+    attention: str = "o2l"
+    shortcut: bool = True
+    num_classes: int = 3
+    image_channels: int = 3
+    localization_channels: int = 16
+    localization_scales: tuple[int, ...] = field(default=(3, 2, 1, 0))
+
+    def validate(self) -> None:
+        if self.depth < 1:
+            raise ValueError(f"depth must be at least 1, got {self.depth}")
+        if self.base_filters < 1:
+            raise ValueError(f"base_filters must be at least 1, got {self.base_filters}")
+        if self.attention not in ATTENTION_VARIANTS:
+            raise ValueError(f"attention must be one of {ATTENTION_VARIANTS}, got {self.attention!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        if not self.localization_scales or any(not 0 <= s < self.depth for s in self.localization_scales):
+            raise ValueError(f"localization_scales must be in [0, {self.depth - 1}], got {self.localization_scales}")
+        if self.localization_channels < 1:
+            raise ValueError(f"localization_channels must be at least 1, got {self.localization_channels}")
+
+    def check_input_size(self, height: int | None, width: int | None) -> None:
+        multiple = 2 ** self.depth
+        for name, size in (("height", height), ("width", width)):
+            if size is not None and size % multiple:
+                raise ValueError(f"input {name} {size} is not a multiple of 2**depth = {multiple}")
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["localization_scales"] = list(self.localization_scales)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        values = dict(values)
+        if "localization_scales" in values:
+            values["localization_scales"] = tuple(values["localization_scales"])
+        return cls(**values)

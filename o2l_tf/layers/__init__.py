@@ -1,0 +1,7 @@
+"""Building blocks: conv blocks, the organ-to-lesion box attention, the pixel-shuffle head."""
+
+from o2l_tf.layers.attention import BoxAttention
+from o2l_tf.layers.blocks import ConvBlock
+from o2l_tf.layers.pixel_shuffle import PixelShuffle
+
+__all__ = ["BoxAttention", "ConvBlock", "PixelShuffle"]

@@ -1,0 +1,49 @@
+"""The student segmentor: U-Net plus a pixel-shuffle localization branch (paper Fig. 5, Sec. III-D)."""
+
+from __future__ import annotations
+
+import keras
+
+from o2l_tf.layers import PixelShuffle
+from o2l_tf.models.unet import as_config, decode, encode, image_input, segmentation_head
+
+
+@keras.saving.register_keras_serializable(package="o2l")
+class StudentSegmentor(keras.Model):
+    """Input ``image``; outputs ``segmentation`` (3-class softmax) and ``localization`` (3-class softmax).
+
+    The localization branch brings each chosen decoder stage to full resolution with a sub-pixel convolution
+    (conv to C*r*r channels, ``tf.nn.depth_to_space(r)``), concatenates them, fuses with a 3x3 conv and
+    classifies into background / liver box / lesion box. ``inference_model()`` drops the branch: it has exactly
+    the backbone's weights and the same segmentation output.
+    """
+
+    def __init__(self, config=None, input_shape=(None, None), name="student", **kwargs):
+        config = as_config(config)
+        # Functional graph
+        image = image_input(config, input_shape)
+        skips, bottleneck = encode(image, config)
+        decoded = decode(bottleneck, skips, config)
+        segmentation = segmentation_head(decoded[0], config, name="segmentation")
+        branches = [PixelShuffle(config.localization_channels, 2 ** level, name=f"localization_shuffle_{level}")(
+            decoded[level]) for level in sorted(config.localization_scales, reverse=True)]
+        aggregated = branches[0] if len(branches) == 1 else keras.layers.Concatenate(
+            name="localization_concat")(branches)
+        fused = keras.layers.Conv2D(config.localization_channels, 3, padding="same", activation="relu",
+                                    name="localization_fuse")(aggregated)
+        localization = segmentation_head(fused, config, name="localization")
+        super().__init__(inputs={"image": image}, outputs={"segmentation": segmentation, "localization": localization},
+                         name=name, **kwargs)
+        # Config
+        self.model_config, self.spatial_shape = config, tuple(input_shape)
+
+    def inference_model(self) -> keras.Model:
+        """Image -> segmentation, sharing this model's layers; the localization branch is not part of it."""
+        return keras.Model(inputs=self.input, outputs=self.get_layer("segmentation").output, name="student_inference")
+
+    def get_config(self):
+        return {"config": self.model_config.to_dict(), "input_shape": list(self.spatial_shape), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
