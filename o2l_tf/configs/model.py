@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 ATTENTION_VARIANTS = ("o2l", "multichannel", "none")
 
@@ -24,7 +24,7 @@ class ModelConfig:
     - ``attention``/``shortcut``: the teacher variant (see ``TABLE_II``).
     - ``localization_channels``: channels C of each sub-pixel branch (conv to C*r*r, depth_to_space(r)).
     - ``localization_scales``: decoder stages feeding the localization branch, as down-sampling exponents
-      (3 = 1/8 resolution ... 0 = full resolution).
+      (3 = 1/8 resolution ... 0 = full resolution); None (default) means every decoder stage.
     """
 
     depth: int = 4
@@ -34,7 +34,7 @@ class ModelConfig:
     num_classes: int = 3
     image_channels: int = 3
     localization_channels: int = 16
-    localization_scales: tuple[int, ...] = field(default=(3, 2, 1, 0))
+    localization_scales: tuple[int, ...] | None = None
 
     def validate(self) -> None:
         if self.depth < 1:
@@ -45,10 +45,16 @@ class ModelConfig:
             raise ValueError(f"attention must be one of {ATTENTION_VARIANTS}, got {self.attention!r}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
-        if not self.localization_scales or any(not 0 <= s < self.depth for s in self.localization_scales):
+        if not self.branch_scales or any(not 0 <= s < self.depth for s in self.branch_scales):
             raise ValueError(f"localization_scales must be in [0, {self.depth - 1}], got {self.localization_scales}")
         if self.localization_channels < 1:
             raise ValueError(f"localization_channels must be at least 1, got {self.localization_channels}")
+
+    @property
+    def branch_scales(self) -> tuple[int, ...]:
+        """The decoder stages of the localization branch, deepest first."""
+        scales = range(self.depth) if self.localization_scales is None else self.localization_scales
+        return tuple(sorted(set(scales), reverse=True))
 
     def check_input_size(self, height: int | None, width: int | None) -> None:
         multiple = 2 ** self.depth
@@ -58,12 +64,13 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        values["localization_scales"] = list(self.localization_scales)
+        if self.localization_scales is not None:
+            values["localization_scales"] = list(self.localization_scales)
         return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
         values = dict(values)
-        if "localization_scales" in values:
+        if values.get("localization_scales") is not None:
             values["localization_scales"] = tuple(values["localization_scales"])
         return cls(**values)

@@ -26,7 +26,7 @@ class StudentSegmentor(keras.Model):
         decoded = decode(bottleneck, skips, config)
         segmentation = segmentation_head(decoded[0], config, name="segmentation")
         branches = [PixelShuffle(config.localization_channels, 2 ** level, name=f"localization_shuffle_{level}")(
-            decoded[level]) for level in sorted(config.localization_scales, reverse=True)]
+            decoded[level]) for level in config.branch_scales]
         aggregated = branches[0] if len(branches) == 1 else keras.layers.Concatenate(
             name="localization_concat")(branches)
         fused = keras.layers.Conv2D(config.localization_channels, 3, padding="same", activation="relu",
