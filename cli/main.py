@@ -47,8 +47,9 @@ def o2l() -> None:
 def _register_commands() -> None:
     from cli.records import build_records, inspect_records
     from cli.synth import synth
+    from cli.train import pseudo_label, train
 
-    for command in (synth, build_records, inspect_records):
+    for command in (synth, build_records, inspect_records, train, pseudo_label):
         o2l.add_command(command)
 
 

@@ -1,0 +1,173 @@
+"""Training run configuration: data, optimisation and model settings, named presets, --set overrides.
+
+An *epoch* follows the paper (Sec. IV-B: "in each epoch we randomly crop a subvolume of 6 x 320 x 320 from a CT
+scan"): every training case contributes ``examples_per_case`` (6) randomly drawn three-slice examples, so
+``steps_per_epoch = ceil(training cases * examples_per_case / batch_size)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import asdict, dataclass, field
+
+from o2l_tf.configs.model import ModelConfig
+from o2l_tf.errors import InputError
+
+ROLES = ("teacher", "student")
+WEAK_LABELS = ("pseudo", "boxes", "none")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+JIT = ("auto", "on", "off")
+
+
+@dataclass
+class DataSettings:
+    crop_size: int = 320
+    scale_range: tuple[float, float] = (0.8, 1.2)
+    flip: bool = True
+    batch_size: int = 2  # global batch, split across replicas
+    examples_per_case: int = 6
+    shuffle_buffer: int = 512
+    val_batch_size: int = 2
+    val_max_examples: int = 0  # 0 = the whole val split
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 1500
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    decay_start_epoch: int = 0  # 0 = no decay; the student decays x decay_rate per epoch after this epoch
+    decay_rate: float = 0.95
+    alpha: float = 1.0
+    localization_weights: tuple[float, float, float] = (1.0, 0.1, 1.0)
+    localization: bool = True
+    weak_labels: str = "pseudo"
+    validate_every: int = 1
+    images_every: int = 10
+    precision: str = "float32"
+    jit: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    role: str = "teacher"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataSettings = field(default_factory=DataSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def validate(self) -> None:
+        if self.role not in ROLES:
+            raise InputError(f"role must be one of {ROLES}, got {self.role!r}")
+        self.model.validate()
+        self.model.check_input_size(self.data.crop_size, self.data.crop_size)
+        t, d = self.train, self.data
+        if t.weak_labels not in WEAK_LABELS:
+            raise InputError(f"train.weak_labels must be one of {WEAK_LABELS}, got {t.weak_labels!r}")
+        if t.precision not in PRECISIONS:
+            raise InputError(f"train.precision must be one of {PRECISIONS}, got {t.precision!r}")
+        if t.jit not in JIT:
+            raise InputError(f"train.jit must be one of {JIT}, got {t.jit!r}")
+        for name, value in (("train.epochs", t.epochs), ("data.batch_size", d.batch_size),
+                            ("data.examples_per_case", d.examples_per_case), ("data.crop_size", d.crop_size)):
+            if value < 1:
+                raise InputError(f"{name} must be at least 1, got {value}")
+        if not 0 < d.scale_range[0] <= d.scale_range[1]:
+            raise InputError(f"data.scale_range must be 0 < low <= high, got {d.scale_range}")
+        if t.learning_rate <= 0:
+            raise InputError(f"train.learning_rate must be positive, got {t.learning_rate}")
+
+    def to_dict(self) -> dict:
+        return {"role": self.role, "model": self.model.to_dict(), "data": _plain(asdict(self.data)),
+                "train": _plain(asdict(self.train))}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        return cls(role=values["role"], model=ModelConfig.from_dict(values["model"]),
+                   data=_build(DataSettings, values["data"]), train=_build(TrainSettings, values["train"]))
+
+
+def _plain(values: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _build(cls, values: dict):
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in values.items()})
+
+
+def preset(name: str, role: str) -> RunConfig:
+    """``paper`` (Sec. IV-B), ``demo`` (minutes on a laptop CPU) or ``test`` (seconds, for the test suite)."""
+    if name == "paper":
+        config = RunConfig(role=role)
+        if role == "student":
+            config.train = TrainSettings(epochs=4000, learning_rate=3e-4, decay_start_epoch=3000)
+        return config
+    if name == "demo":
+        config = RunConfig(role=role, model=ModelConfig(base_filters=16),
+                           data=DataSettings(crop_size=128, batch_size=4, examples_per_case=24, val_max_examples=64),
+                           train=TrainSettings(epochs=30, learning_rate=1e-2, images_every=5))
+        if role == "student":
+            config.train = TrainSettings(epochs=30, learning_rate=1e-2, decay_start_epoch=22, images_every=5)
+        return config
+    if name == "test":
+        config = RunConfig(role=role, model=ModelConfig(base_filters=4),
+                           data=DataSettings(crop_size=32, batch_size=2, examples_per_case=2, shuffle_buffer=64,
+                                             val_max_examples=8),
+                           train=TrainSettings(epochs=2, learning_rate=1e-2, images_every=1))
+        if role == "student":
+            config.train = TrainSettings(epochs=2, learning_rate=1e-2, decay_start_epoch=1, images_every=1)
+        return config
+    raise InputError(f"unknown preset {name!r}; expected paper, demo or test")
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` overrides (``model.base_filters=8``, ``train.epochs=5``), type-checked."""
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"--set {item!r}: expected section.key=value")
+        key, raw = item.split("=", 1)
+        section_name, _, name = key.strip().partition(".")
+        sections = {"model": config.model, "data": config.data, "train": config.train}
+        if section_name not in sections or not name:
+            raise InputError(f"--set {item!r}: unknown key {key!r}; keys look like model.base_filters, "
+                             f"data.crop_size, train.epochs")
+        section = sections[section_name]
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        if name not in fields:
+            raise InputError(f"--set {item!r}: {section_name} has no setting {name!r} "
+                             f"(known: {', '.join(sorted(fields))})")
+        value = _parse(raw.strip(), typing.get_type_hints(type(section))[name], item)
+        if section_name == "model":
+            config.model = dataclasses.replace(config.model, **{name: value})
+        else:
+            setattr(section, name, value)
+    return config
+
+
+def _parse(raw: str, hint, item: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if raw.lower() in ("none", "null"):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    try:
+        if origin is tuple:
+            parts = [p for p in raw.strip("()[] ").split(",") if p.strip()]
+            element = args[0]
+            return tuple(element(p.strip()) for p in parts)
+        if hint is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1", "yes")
+        return hint(raw)
+    except (ValueError, TypeError):
+        name = getattr(hint, "__name__", str(hint))
+        raise InputError(f"--set {item!r}: {raw!r} is not a valid {name}") from None

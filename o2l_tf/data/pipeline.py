@@ -1,0 +1,143 @@
+"""tf.data pipelines for training and validation, with the paper's augmentation (Sec. IV-A/B).
+
+Training examples are drawn per epoch from a stream seeded by (seed, epoch): a run resumed at epoch k sees
+exactly the batches an uninterrupted run would have seen from epoch k on, without replaying earlier epochs
+(the fit loop builds one such dataset per epoch).
+Augmentation (random scaling 0.8-1.2, random crop, random flips) is applied identically to the three slices,
+the target (hard or soft label) and both box channels, with stateless random ops seeded per example.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from o2l_tf.data import records, schema
+
+AUTOTUNE = tf.data.AUTOTUNE
+NUM_CLASSES = 3
+
+
+def one_hot(label) -> tf.Tensor:
+    return tf.one_hot(tf.cast(label, tf.int32), NUM_CLASSES, dtype=tf.float32)
+
+
+def box_partition(box_channels) -> tf.Tensor:
+    """Sec. III-D localization target as one-hot: lesion box -> 2, organ box only -> 1, else 0."""
+    organ, lesion = box_channels[..., 0] > 0.5, box_channels[..., 1] > 0.5
+    classes = tf.where(lesion, 2, tf.where(organ, 1, 0))
+    return one_hot(classes)
+
+
+def decode_soft_label(raw, height, width) -> tf.Tensor:
+    """uint8-quantised teacher probabilities back to a distribution per pixel."""
+    quantised = tf.reshape(tf.io.decode_raw(raw, tf.uint8), [height, width, NUM_CLASSES])
+    probabilities = tf.cast(quantised, tf.float32) / 255.0
+    return probabilities / tf.maximum(tf.reduce_sum(probabilities, -1, keepdims=True), 1e-6)
+
+
+def parse_pseudo_example(serialized) -> dict:
+    """A weak example with the teacher's soft label attached (written by ``o2l pseudo-label``)."""
+    example = records.parse_example(serialized)
+    extra = tf.io.parse_single_example(serialized, {schema.SOFT_LABEL: tf.io.FixedLenFeature([], tf.string)})
+    shape = tf.shape(example["label"])
+    example["soft_label"] = decode_soft_label(extra[schema.SOFT_LABEL], shape[0], shape[1])
+    return example
+
+
+def augment(image, target, boxes, seed, crop_size: int, scale_range, flip: bool):
+    """Random scale, crop and flips, identical for image (bilinear) and target/boxes (nearest)."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    scale = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
+    size = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32)
+    image = tf.image.resize(image, size, method="bilinear")
+    labels = tf.image.resize(tf.concat([target, boxes], -1), size, method="nearest")
+    # Pad to at least the crop: image with 0 (the window's low end), target with background.
+    pad_h = tf.maximum(crop_size - size[0], 0)
+    pad_w = tf.maximum(crop_size - size[1], 0)
+    paddings = [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2], [0, 0]]
+    image = tf.pad(image, paddings)
+    background = tf.pad(tf.ones_like(labels[..., :1]), paddings)
+    labels = tf.pad(labels, paddings)
+    labels = tf.concat([tf.maximum(labels[..., :1], 1.0 - background), labels[..., 1:]], -1)
+    stack = tf.concat([image, labels], -1)
+    limit = tf.shape(stack)[:2] - crop_size + 1
+    top = tf.random.stateless_uniform([], seeds[1], 0, limit[0], dtype=tf.int32)
+    left = tf.random.stateless_uniform([], seeds[2], 0, limit[1], dtype=tf.int32)
+    stack = stack[top:top + crop_size, left:left + crop_size]
+    if flip:
+        stack = tf.cond(tf.random.stateless_uniform([], seeds[3]) < 0.5, lambda: stack[::-1], lambda: stack)
+        stack = tf.cond(tf.random.stateless_uniform([], seeds[4]) < 0.5, lambda: stack[:, ::-1], lambda: stack)
+    channels = image.shape[-1] or 3
+    stack = tf.ensure_shape(stack, [crop_size, crop_size, None])
+    return stack[..., :channels], stack[..., channels:channels + NUM_CLASSES], stack[..., channels + NUM_CLASSES:]
+
+
+def to_model_io(role: str, image, target, boxes, localization: bool = True):
+    """(inputs, targets) as the teacher or the student consumes them."""
+    if role == "teacher":
+        return {"image": image, "organ_box": boxes[..., :1], "lesion_box": boxes[..., 1:2]}, target
+    if not localization:
+        return {"image": image}, target
+    return {"image": image}, {"segmentation": target, "localization": box_partition(boxes)}
+
+
+def _files_dataset(files, compression: str, parse, seed) -> tf.data.Dataset:
+    shuffled = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
+    dataset = shuffled.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+                                  cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE, deterministic=True)
+    return dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def training_dataset(sources: list[tuple[list[str], str, callable, callable, float]], settings, role: str,
+                     localization: bool, steps_per_epoch: int, epoch: int, seed: int):
+    """The batches of one epoch, a pure function of (seed, epoch): resuming at epoch k replays nothing.
+
+    ``sources``: (files, compression, parse, target_of(example), weight); several sources are mixed by weight
+    (the student's strong one-hot and weak soft or box targets).
+    """
+    epoch_seed = int(seed) * 100003 + int(epoch)
+    streams, weights = [], []
+    for files, compression, parse, target_of, weight in sources:
+        stream = _files_dataset(files, compression, parse, epoch_seed).repeat()
+        stream = stream.shuffle(settings.shuffle_buffer, seed=epoch_seed)
+        streams.append(stream.map(lambda e, t=target_of: (e["image"], t(e), e["box_channels"]),
+                                  num_parallel_calls=AUTOTUNE, deterministic=True))
+        weights.append(weight)
+    mixed = streams[0] if len(streams) == 1 else tf.data.Dataset.sample_from_datasets(
+        streams, weights=weights, seed=epoch_seed)
+    indexed = mixed.take(steps_per_epoch * settings.batch_size).enumerate()
+
+    def augment_one(index, element):
+        image, target, boxes = element
+        example_seed = tf.stack([tf.constant(epoch_seed, tf.int64), tf.cast(index, tf.int64)])
+        image, target, boxes = augment(image, target, boxes, example_seed, settings.crop_size,
+                                       settings.scale_range, settings.flip)
+        return to_model_io(role, image, target, boxes, localization)
+
+    dataset = indexed.map(augment_one, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # repeat(): Keras takes exactly steps_per_epoch batches; the repeat only spares it an end-of-data warning.
+    return dataset.batch(settings.batch_size, drop_remainder=True).repeat().prefetch(AUTOTUNE)
+
+
+def pad_to_multiple(tensor, multiple: int, value=0.0):
+    height, width = tf.shape(tensor)[0], tf.shape(tensor)[1]
+    pad_h = (multiple - height % multiple) % multiple
+    pad_w = (multiple - width % multiple) % multiple
+    return tf.pad(tensor, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=value)
+
+
+def validation_dataset(files, compression: str, settings, role: str, localization: bool, multiple: int):
+    """Whole val slices (padded to the network's multiple; padded pixels have an all-zero target)."""
+    dataset = tf.data.TFRecordDataset(files, compression_type=compression).map(records.parse_example,
+                                                                               num_parallel_calls=AUTOTUNE)
+    if settings.val_max_examples:
+        dataset = dataset.take(settings.val_max_examples)
+
+    def prepare(example):
+        image = pad_to_multiple(example["image"], multiple)
+        target = pad_to_multiple(one_hot(example["label"]), multiple)
+        boxes = pad_to_multiple(example["box_channels"], multiple)
+        return to_model_io(role, image, target, boxes, localization)
+
+    return dataset.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(settings.val_batch_size).prefetch(AUTOTUNE)

@@ -1,0 +1,1 @@
+"""Segmentation metrics: streaming Dice for training, the official LiTS metrics for evaluation."""

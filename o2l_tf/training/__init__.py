@@ -1,0 +1,1 @@
+"""Distribution strategy, callbacks, pseudo-labels and the fit loop."""

@@ -1,0 +1,172 @@
+"""Callbacks of the fit loop: learning-rate schedule, checkpoints, NaN guard, progress line, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from o2l_tf import visualization as viz
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def learning_rate_at(epoch: int, base: float, decay_start: int, rate: float) -> float:
+    """Paper schedule: constant, then x rate per epoch after ``decay_start`` (0 = never)."""
+    if decay_start <= 0 or epoch < decay_start:
+        return base
+    return base * rate ** (epoch - decay_start + 1)
+
+
+class EpochLearningRate(keras.callbacks.Callback):
+    def __init__(self, base: float, decay_start: int, rate: float):
+        super().__init__()
+        self.base, self.decay_start, self.rate = base, decay_start, rate
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(learning_rate_at(epoch, self.base, self.decay_start, self.rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def _finite(logs) -> bool:
+    return all(math.isfinite(float(v)) for k, v in (logs or {}).items() if "loss" in k)
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops at the first non-finite loss; the epoch's checkpoint is then not written."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not _finite(logs):
+            self.diverged_at = batch
+            self.model.stop_training = True
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """``checkpoints/last`` (weights, optimizer state, epoch) every epoch; ``best.weights.h5`` by val lesion Dice.
+
+    tf.train.CheckpointManager writes atomically, so a kill -9 at any moment leaves the previous checkpoint whole.
+    """
+
+    def __init__(self, model_dir: str, checkpoint: tf.train.Checkpoint, epoch_variable: tf.Variable, guard: NanGuard,
+                 chief: bool = True):
+        super().__init__()
+        self.folder = os.path.join(model_dir, "checkpoints")
+        self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.folder, "last"), max_to_keep=1)
+        self.epoch_variable, self.guard, self.chief = epoch_variable, guard, chief
+        self.best_path = os.path.join(self.folder, "best.json")
+        self.best = json.load(open(self.best_path))["val_lesion_dice"] if os.path.exists(self.best_path) else -1.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.diverged_at is not None or not _finite(logs):
+            return
+        self.epoch_variable.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)  # every worker takes part in a distributed save
+        score = next((float(v) for k, v in (logs or {}).items() if k.startswith("val_") and k.endswith("lesion_dice")),
+                     None)
+        if self.chief and score is not None and score > self.best:
+            self.best = score
+            temporary = os.path.join(self.folder, "best.tmp.weights.h5")
+            self.model.save_weights(temporary)
+            os.replace(temporary, os.path.join(self.folder, "best.weights.h5"))
+            with open(self.best_path + ".tmp", "w") as stream:
+                json.dump({"epoch": epoch + 1, "val_lesion_dice": score}, stream)
+            os.replace(self.best_path + ".tmp", self.best_path)
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """One line per epoch: losses, Dice, examples per second and ETA."""
+
+    def __init__(self, epochs: int, examples_per_epoch: int, log=print):
+        super().__init__()
+        self.epochs, self.examples, self.log = epochs, examples_per_epoch, log
+        self.started = self.epoch_started = None
+        self.first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+        if self.first_epoch is None:
+            self.first_epoch, self.started = epoch, self.epoch_started
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        seconds = time.perf_counter() - self.epoch_started
+        logs["examples_per_second"] = self.examples / max(seconds, 1e-9)
+        done = epoch + 1 - self.first_epoch
+        eta = (time.perf_counter() - self.started) / done * (self.epochs - epoch - 1)
+        shown = " ".join(f"{k}={float(v):.4g}" for k, v in sorted(logs.items())
+                         if k.endswith(("loss", "dice")) and not k.startswith("lr"))
+        self.log(f"epoch {epoch + 1}/{self.epochs} {shown} ex/s={logs['examples_per_second']:.1f} "
+                 f"eta={_duration(eta)}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def panel(image, target, boxes, prediction) -> np.ndarray:
+    """CT window | label or soft label | box outlines | prediction, for one example (canonical arrays)."""
+    low, high = -200.0, 250.0
+    hu = image[..., 1] * (high - low) + low
+    grey = viz.window(viz.radiological(hu))
+    label = viz.radiological(np.argmax(target, -1) * (target.sum(-1) > 0.5))
+    predicted = viz.radiological(np.argmax(prediction, -1))
+    colours = np.array([[0, 0, 0], viz.LIVER_COLOR, viz.LESION_COLOR], np.float32)
+
+    def tint(classes, weights=None):
+        rgb = np.repeat(grey[..., None], 3, -1).astype(np.float32)
+        alpha = 0.45 * (classes > 0) if weights is None else 0.6 * weights
+        return (rgb * (1 - alpha[..., None]) + colours[classes] * alpha[..., None]).astype(np.uint8)
+
+    soft_weight = viz.radiological(1.0 - target[..., 0]) if target.shape[-1] == 3 else None
+    boxed = np.repeat(grey[..., None], 3, -1)
+    for channel, kind in ((0, "organ"), (1, "lesion")):
+        mask = viz.radiological(boxes[..., channel] > 0.5)
+        boxed[viz.contour(mask)] = viz.BOX_COLORS[kind]
+    return np.concatenate([np.repeat(grey[..., None], 3, -1), tint(label, soft_weight), boxed, tint(predicted)], 1)
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Scalars every epoch (train/ and val/ runs), image panels every ``images_every`` epochs, the config as text."""
+
+    def __init__(self, log_dir: str, config_json: str, panel_batches: dict, images_every: int, predict_fn):
+        super().__init__()
+        self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+        self.val_writer = tf.summary.create_file_writer(os.path.join(log_dir, "val"))
+        self.config_json, self.panels, self.every, self.predict_fn = config_json, panel_batches, images_every, predict_fn
+
+    def on_train_begin(self, logs=None):
+        if self.config_json is not None:  # fit is called once per epoch: write the config once
+            with self.train_writer.as_default():
+                tf.summary.text("config", f"```\n{self.config_json}\n```", step=0)
+            self.config_json = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1
+        for key, value in (logs or {}).items():
+            writer, name = (self.val_writer, key[4:]) if key.startswith("val_") else (self.train_writer, key)
+            with writer.as_default():
+                tf.summary.scalar(name, float(value), step=step)
+        if self.every and (step % self.every == 0 or step == 1):
+            with self.train_writer.as_default():
+                for name, (inputs, targets, boxes) in self.panels.items():
+                    predictions = self.predict_fn(inputs)
+                    images = np.stack([panel(inputs["image"][k], targets[k], boxes[k], predictions[k])
+                                       for k in range(len(targets))])
+                    tf.summary.image(f"examples/{name}", images, step=step, max_outputs=len(images))
+        self.train_writer.flush()
+        self.val_writer.flush()

@@ -1,0 +1,247 @@
+"""``o2l train``: the teacher on strong slices, the student on strong + pseudo-labelled weak slices (Fig. 2).
+
+Run folder (``--model-dir``):
+  config.json              the resolved configuration, written before training starts
+  checkpoints/last/        weights, optimizer state and epoch (tf.train.Checkpoint), every epoch
+  checkpoints/best.*       weights with the best validation lesion Dice
+  logs/train, logs/val     TensorBoard event files
+  teacher.keras            (teacher) the exported model
+  student.keras            (student) the inference model: the localization branch dropped
+  student_savedmodel/      (student) SavedModel with a serve(hu) signature
+  export.json              which epoch was exported and its validation Dice
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from o2l_tf.configs.run import RunConfig
+from o2l_tf.data import pipeline, records
+from o2l_tf.errors import InputError
+from o2l_tf.losses import student_losses, teacher_loss
+from o2l_tf.metrics.dice import DiceScore
+from o2l_tf.models import StudentSegmentor, TeacherAnnotator, UNetBackbone
+from o2l_tf.models.export import export_saved_model
+from o2l_tf.training import callbacks as cb
+from o2l_tf.training import pseudo_labels, strategy as strategies
+
+CONFIG_FILE = "config.json"
+OURS = ("config.json", "checkpoints", "logs", "teacher.keras", "student.keras", "student_savedmodel", "export.json")
+
+
+def run_record(config: RunConfig, records_dir: str, teacher_dir: str | None) -> dict:
+    return {"run": config.to_dict(), "records": os.path.abspath(records_dir),
+            "teacher": os.path.abspath(teacher_dir) if teacher_dir else None}
+
+
+def prepare_model_dir(model_dir: str, record: dict, overwrite: bool) -> None:
+    """Write config.json; resume when it matches, refuse a different run unless ``overwrite``."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if os.path.exists(path):
+        with open(path) as stream:
+            previous = json.load(stream)
+        if previous != record:
+            if not overwrite:
+                raise InputError(f"{model_dir}: holds a run with a different configuration; pass --overwrite to "
+                                 "replace it, or use another --model-dir")
+            for name in OURS:
+                target = os.path.join(model_dir, name)
+                if os.path.isdir(target):
+                    shutil.rmtree(target)
+                elif os.path.exists(target):
+                    os.remove(target)
+    elif os.path.isdir(model_dir) and os.listdir(model_dir) and not overwrite:
+        raise InputError(f"{model_dir}: is not empty and holds no o2l run; choose another --model-dir")
+    os.makedirs(model_dir, exist_ok=True)
+    with open(path + ".tmp", "w") as stream:
+        json.dump(record, stream, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: str | None, progress: bool, log):
+    compression = records.compression(manifest)
+    strong = manifest["splits"]["strong"]
+    sources = [(records.split_files(records_dir, "strong", manifest), compression, records.parse_example,
+                lambda e: pipeline.one_hot(e["label"]), float(strong["examples"]))]
+    cases = len(strong["cases"])
+    if config.role == "student" and config.train.weak_labels != "none":
+        weak = manifest["splits"]["weak"]
+        if not weak["shards"]:
+            raise InputError(f"{records_dir}: the weak split is empty; use --weak-labels none")
+        if config.train.weak_labels == "pseudo":
+            info = pseudo_labels.ensure(records_dir, teacher_dir, progress=progress, log=log)
+            files = [os.path.join(records_dir, name) for name in info["shards"]]
+            sources.append((files, compression, pipeline.parse_pseudo_example, lambda e: e["soft_label"],
+                            float(weak["examples"])))
+        else:  # the naive baseline: the box partition itself as the weak mask
+            sources.append((records.split_files(records_dir, "weak", manifest), compression, records.parse_example,
+                            lambda e: pipeline.box_partition(e["box_channels"]), float(weak["examples"])))
+        cases += len(weak["cases"])
+    total = sum(s[4] for s in sources)
+    return [(f, c, p, t, w / total) for f, c, p, t, w in sources], cases
+
+
+def build_model(config: RunConfig):
+    if config.role == "teacher":
+        return TeacherAnnotator(config.model)
+    if config.train.localization:
+        return StudentSegmentor(config.model)
+    return UNetBackbone(config.model, name="student")
+
+
+def compile_model(model, config: RunConfig, jit: bool):
+    t = config.train
+    optimizer = keras.optimizers.SGD(learning_rate=t.learning_rate, momentum=t.momentum)
+    metrics = [DiceScore("liver"), DiceScore("lesion")]
+    if isinstance(model, StudentSegmentor):
+        losses, weights = student_losses(t.alpha, t.localization_weights)
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
+                      metrics={"segmentation": metrics}, jit_compile=jit)
+    else:
+        model.compile(optimizer=optimizer, loss=teacher_loss(), metrics=metrics, jit_compile=jit)
+    return optimizer
+
+
+def _panel_batches(config: RunConfig, records_dir: str, manifest: dict, sources, multiple: int, count: int = 2):
+    """A few fixed, unaugmented examples for the TensorBoard panels: val (or strong) and, for the student, weak."""
+    compression = records.compression(manifest)
+    split = "val" if manifest["splits"]["val"]["shards"] else "strong"
+    chosen = {split: (records.split_files(records_dir, split, manifest), records.parse_example,
+                      lambda e: pipeline.one_hot(e["label"]))}
+    if config.role == "student" and len(sources) > 1:
+        files, _, parse, target_of, _ = sources[1]
+        chosen["weak"] = (files, parse, target_of)
+    batches = {}
+    for name, (files, parse, target_of) in chosen.items():
+        dataset = tf.data.TFRecordDataset(files, compression_type=compression).map(parse)
+        dataset = dataset.filter(lambda e: tf.reduce_sum(e["box_channels"]) > 0).take(count)
+        items = [(pipeline.pad_to_multiple(e["image"], multiple).numpy(),
+                  pipeline.pad_to_multiple(target_of(e), multiple).numpy(),
+                  pipeline.pad_to_multiple(e["box_channels"], multiple).numpy()) for e in dataset]
+        if not items:
+            continue
+        images = np.stack([i for i, _, _ in items])
+        boxes = np.stack([b for _, _, b in items])
+        inputs = {"image": images}
+        if config.role == "teacher":
+            inputs.update(organ_box=boxes[..., :1], lesion_box=boxes[..., 1:2])
+        batches[name] = (inputs, np.stack([t for _, t, _ in items]), boxes)
+    return batches
+
+
+def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None = None,
+          overwrite: bool = False, devices: str | None = None, progress: bool = True, log=print) -> dict:
+    """Train (or resume) a teacher or a student; returns a summary with the exported files and final metrics."""
+    config.validate()
+    manifest = records.load_manifest(records_dir)
+    if config.role == "student" and config.train.weak_labels == "pseudo" and teacher_dir is None \
+            and pseudo_labels.current(records_dir) is None:
+        raise InputError(f"{records_dir}: no pseudo-labels for the weak split; pass --teacher DIR "
+                         "(or run o2l pseudo-label) or choose --weak-labels boxes|none")
+    if teacher_dir is not None:
+        pseudo_labels.teacher_file(teacher_dir)
+    record = run_record(config, records_dir, teacher_dir)
+    chief = strategies.is_chief()
+    write_dir = model_dir if chief else tempfile.mkdtemp(prefix="o2l-worker-")
+    if chief:
+        prepare_model_dir(model_dir, record, overwrite)
+    strategies.set_precision(config.train.precision)
+    strategy = strategies.make_strategy(devices)
+    jit = strategies.use_jit(config.train.jit)
+    keras.utils.set_random_seed(config.train.seed)
+
+    sources, cases = _sources(config, records_dir, manifest, teacher_dir, progress, log)
+    steps = math.ceil(cases * config.data.examples_per_case / config.data.batch_size)
+    multiple = 2 ** config.model.depth
+    localization = config.role == "student" and config.train.localization
+    val_files = records.split_files(records_dir, "val", manifest)
+    val_data = pipeline.validation_dataset(val_files, records.compression(manifest), config.data, config.role,
+                                           localization, multiple) if val_files else None
+
+    with strategy.scope():
+        model = build_model(config)
+        optimizer = compile_model(model, config, jit)
+        optimizer.build(model.trainable_variables)
+        epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
+    last = tf.train.latest_checkpoint(os.path.join(write_dir, "checkpoints", "last"))
+    if last:
+        checkpoint.restore(last).assert_existing_objects_matched()
+        log(f"resuming from {last} (epoch {int(epoch_variable.numpy())})")
+    first_epoch = int(epoch_variable.numpy())
+
+    guard = cb.NanGuard()
+    callbacks = [cb.EpochLearningRate(config.train.learning_rate, config.train.decay_start_epoch,
+                                      config.train.decay_rate),
+                 cb.ProgressLine(config.train.epochs, steps * config.data.batch_size, log=log if chief else _quiet),
+                 cb.Checkpoints(write_dir, checkpoint, epoch_variable, guard, chief), guard]
+    if chief:
+        panels = _panel_batches(config, records_dir, manifest, sources, multiple)
+
+        def predict(inputs):
+            output = model.predict(inputs, verbose=0)
+            return output["segmentation"] if isinstance(output, dict) else output
+
+        callbacks.append(cb.TensorBoardLogger(os.path.join(write_dir, "logs"), json.dumps(record, indent=2),
+                                              panels, config.train.images_every, predict))
+    history: dict[str, list[float]] = {}
+    for epoch in range(first_epoch, config.train.epochs):
+        # One fit call per epoch on a dataset seeded by (seed, epoch), so a resumed run sees the same batches.
+        train_data = pipeline.training_dataset(sources, config.data, config.role, localization, steps, epoch,
+                                               config.train.seed)
+        validate = val_data is not None and ((epoch + 1) % config.train.validate_every == 0
+                                             or epoch + 1 == config.train.epochs)
+        result = model.fit(train_data, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps,
+                           validation_data=val_data if validate else None, callbacks=callbacks, shuffle=False,
+                           verbose=0)
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        if guard.diverged_at is not None:
+            kept = tf.train.latest_checkpoint(os.path.join(write_dir, "checkpoints", "last"))
+            raise cb.TrainingDiverged(f"loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
+                                      f"is kept ({kept or 'none yet'})")
+    summary = {"history": history, "steps_per_epoch": steps, "first_epoch": first_epoch}
+    if chief:
+        summary.update(export(model, config, model_dir))
+    return summary
+
+
+def _quiet(*_args, **_kwargs):
+    return None
+
+
+def export(model, config: RunConfig, model_dir: str) -> dict:
+    """Export the best checkpoint (by val lesion Dice) if there is one, else the last weights."""
+    best = os.path.join(model_dir, "checkpoints", "best.weights.h5")
+    source = {"weights": "last"}
+    if os.path.exists(best):
+        model.load_weights(best)
+        with open(os.path.join(model_dir, "checkpoints", "best.json")) as stream:
+            source = {"weights": "best", **json.load(stream)}
+    files = []
+    if config.role == "teacher":
+        path = os.path.join(model_dir, "teacher.keras")
+        model.save(path + ".tmp.keras")
+        os.replace(path + ".tmp.keras", path)
+        files.append(path)
+    else:
+        inference = model.inference_model() if isinstance(model, StudentSegmentor) else model
+        path = os.path.join(model_dir, "student.keras")
+        inference.save(path + ".tmp.keras")
+        os.replace(path + ".tmp.keras", path)
+        saved = os.path.join(model_dir, "student_savedmodel")
+        if os.path.exists(saved):
+            shutil.rmtree(saved)
+        export_saved_model(inference, saved)
+        files += [path, saved]
+    with open(os.path.join(model_dir, "export.json"), "w") as stream:
+        json.dump({"source": source, "files": [os.path.basename(f) for f in files]}, stream, indent=1)
+    return {"exported": files, "export_source": source}
