@@ -18,3 +18,16 @@ def lits_cohort(tmp_path_factory):
     spec = CohortSpec(cases=6, size=48, slices=(16, 24), seed=3)
     summaries = write_cohort(out, spec, workers=2, preview=True, overwrite=True, progress=False)
     return out, spec, summaries
+
+
+@pytest.fixture(scope="session")
+def small_records(tmp_path_factory):
+    """Records of six 48-px phantoms (split 50:34:16), shared by the pipeline and training tests."""
+    from o2l_tf.synth.cohort import CohortSpec, write_cohort
+    from tfrecords_builder.build import BuildConfig, build_records
+
+    root = tmp_path_factory.mktemp("training")
+    write_cohort(str(root / "phantoms"), CohortSpec(cases=6, size=48, slices=(16, 22), seed=5), progress=False)
+    build_records(BuildConfig(data=str(root / "phantoms"), split=(50, 34, 16)), str(root / "records"),
+                  progress=False)
+    return str(root / "records")

@@ -35,6 +35,7 @@ class ModelConfig:
     image_channels: int = 3
     localization_channels: int = 16
     localization_scales: tuple[int, ...] | None = None
+    norm_momentum: float = 0.99  # BatchNormalization moving-average momentum (Keras default)
 
     def validate(self) -> None:
         if self.depth < 1:
@@ -47,6 +48,8 @@ class ModelConfig:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
         if not self.branch_scales or any(not 0 <= s < self.depth for s in self.branch_scales):
             raise ValueError(f"localization_scales must be in [0, {self.depth - 1}], got {self.localization_scales}")
+        if not 0.0 <= self.norm_momentum < 1.0:
+            raise ValueError(f"norm_momentum must be in [0, 1), got {self.norm_momentum}")
         if self.localization_channels < 1:
             raise ValueError(f"localization_channels must be at least 1, got {self.localization_channels}")
 

@@ -109,14 +109,14 @@ def preset(name: str, role: str) -> RunConfig:
             config.train = TrainSettings(epochs=4000, learning_rate=3e-4, decay_start_epoch=3000)
         return config
     if name == "demo":
-        config = RunConfig(role=role, model=ModelConfig(base_filters=16),
+        config = RunConfig(role=role, model=ModelConfig(base_filters=16, norm_momentum=0.9),
                            data=DataSettings(crop_size=128, batch_size=4, examples_per_case=24, val_max_examples=64),
                            train=TrainSettings(epochs=30, learning_rate=1e-2, images_every=5))
         if role == "student":
             config.train = TrainSettings(epochs=30, learning_rate=1e-2, decay_start_epoch=22, images_every=5)
         return config
     if name == "test":
-        config = RunConfig(role=role, model=ModelConfig(base_filters=4),
+        config = RunConfig(role=role, model=ModelConfig(base_filters=4, norm_momentum=0.9),
                            data=DataSettings(crop_size=32, batch_size=2, examples_per_case=2, shuffle_buffer=64,
                                              val_max_examples=8),
                            train=TrainSettings(epochs=2, learning_rate=1e-2, images_every=1))

@@ -22,13 +22,15 @@ class BoxAttention(keras.layers.Layer):
     resized bilinearly (with anti-aliasing, so thin lesion boxes survive at coarse scales) to (h, w).
     """
 
-    def __init__(self, mode: str = "o2l", shortcut: bool = True, kernel_size: int = 3, **kwargs):
+    def __init__(self, mode: str = "o2l", shortcut: bool = True, kernel_size: int = 3, norm_momentum: float = 0.99,
+                 **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
         self.mode, self.shortcut, self.kernel_size = mode, bool(shortcut), kernel_size
+        self.norm_momentum = norm_momentum
         self.gates: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
 
     def build(self, input_shape):
@@ -38,7 +40,7 @@ class BoxAttention(keras.layers.Layer):
         box_channels = 1 if self.mode == "o2l" else 2
         for name in names:
             conv = keras.layers.Conv2D(channels, self.kernel_size, padding="same", use_bias=False, name=f"{name}_conv")
-            norm = keras.layers.BatchNormalization(name=f"{name}_norm")
+            norm = keras.layers.BatchNormalization(momentum=self.norm_momentum, name=f"{name}_norm")
             conv.build((*box_shape[:-1], box_channels))
             norm.build((*box_shape[:-1], channels))
             self.gates.append((conv, norm))
@@ -67,4 +69,5 @@ class BoxAttention(keras.layers.Layer):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode, "shortcut": self.shortcut, "kernel_size": self.kernel_size}
+        return {**super().get_config(), "mode": self.mode, "shortcut": self.shortcut, "kernel_size": self.kernel_size,
+                "norm_momentum": self.norm_momentum}

@@ -9,15 +9,15 @@ import keras
 class ConvBlock(keras.layers.Layer):
     """Two conv-BN-ReLU units with ``filters`` channels; the convolutions carry no bias (BN has one)."""
 
-    def __init__(self, filters: int, **kwargs):
+    def __init__(self, filters: int, norm_momentum: float = 0.99, **kwargs):
         super().__init__(**kwargs)
         if filters < 1:
             raise ValueError(f"filters must be at least 1, got {filters}")
-        self.filters = filters
+        self.filters, self.norm_momentum = filters, norm_momentum
         self.conv1 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1")
-        self.norm1 = keras.layers.BatchNormalization(name="norm1")
+        self.norm1 = keras.layers.BatchNormalization(momentum=norm_momentum, name="norm1")
         self.conv2 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2")
-        self.norm2 = keras.layers.BatchNormalization(name="norm2")
+        self.norm2 = keras.layers.BatchNormalization(momentum=norm_momentum, name="norm2")
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
@@ -35,4 +35,4 @@ class ConvBlock(keras.layers.Layer):
         return (*input_shape[:-1], self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "norm_momentum": self.norm_momentum}

@@ -33,7 +33,8 @@ class TeacherAnnotator(keras.Model):
         def skip_gate(level, features):
             if config.attention == "none":
                 return features if config.shortcut else None
-            attention = BoxAttention(config.attention, config.shortcut, name=f"box_attention_{level}")
+            attention = BoxAttention(config.attention, config.shortcut, norm_momentum=config.norm_momentum,
+                                     name=f"box_attention_{level}")
             return attention([features, organ_box, lesion_box])
 
         decoded = decode(bottleneck, skips, config, skip_gate)

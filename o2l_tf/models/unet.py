@@ -20,10 +20,10 @@ def encode(x, config: ModelConfig):
     filters = encoder_filters(config)
     skips = []
     for level in range(config.depth):
-        x = ConvBlock(filters[level], name=f"encoder_{level}")(x)
+        x = ConvBlock(filters[level], config.norm_momentum, name=f"encoder_{level}")(x)
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool_{level}")(x)
-    return skips, ConvBlock(filters[config.depth], name="bottleneck")(x)
+    return skips, ConvBlock(filters[config.depth], config.norm_momentum, name="bottleneck")(x)
 
 
 def decode(bottleneck, skips, config: ModelConfig, skip_gate: Callable | None = None):
@@ -39,7 +39,7 @@ def decode(bottleneck, skips, config: ModelConfig, skip_gate: Callable | None = 
         skip = skips[level] if skip_gate is None else skip_gate(level, skips[level])
         if skip is not None:
             x = keras.layers.Concatenate(name=f"skip_concat_{level}")([x, skip])
-        x = ConvBlock(filters[level], name=f"decoder_{level}")(x)
+        x = ConvBlock(filters[level], config.norm_momentum, name=f"decoder_{level}")(x)
         outputs[level] = x
     return outputs
 

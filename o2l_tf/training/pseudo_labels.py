@@ -53,7 +53,11 @@ def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: 
     path = teacher_file(teacher_dir)
     digest = file_sha256(path)
     manifest = records.load_manifest(records_dir)
+    from o2l_tf.models import TeacherAnnotator
+
     teacher = keras.models.load_model(path)
+    if not isinstance(teacher, TeacherAnnotator):
+        raise InputError(f"{path}: is a {type(teacher).__name__}, not an o2l teacher annotator")
     multiple = 2 ** teacher.model_config.depth
     compression = records.compression(manifest)
     weak_shards = manifest["splits"]["weak"]["shards"]

@@ -1,0 +1,88 @@
+"""The training pipeline: augmentation keeps image, target and boxes aligned; epochs are seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from o2l_tf.configs.run import DataSettings
+from o2l_tf.data import pipeline
+
+
+def pattern(size=64):
+    """Image, one-hot target and boxes that encode the same 8x8 block grid, so alignment can be checked."""
+    rows, cols = np.meshgrid(np.arange(size) // 8, np.arange(size) // 8, indexing="ij")
+    block = (rows * 8 + cols) % 3
+    image = np.stack([block / 2.0, rows / 8.0, cols / 8.0], -1).astype("float32")
+    target = np.eye(3, dtype="float32")[block]
+    boxes = np.stack([block >= 1, block == 2], -1).astype("float32")
+    return image, target, boxes
+
+
+def test_augmentation_keeps_image_target_and_boxes_aligned():
+    image, target, boxes = pattern()
+    for index in range(40):
+        out_image, out_target, out_boxes = (t.numpy() for t in pipeline.augment(
+            image, target, boxes, tf.constant([7, index], tf.int64), 32, (0.8, 1.2), True))
+        assert out_image.shape == (32, 32, 3) and out_target.shape == (32, 32, 3) and out_boxes.shape == (32, 32, 2)
+        classes = np.argmax(out_target, -1)
+        np.testing.assert_allclose(out_target.sum(-1), 1.0)
+        # Boxes follow the target exactly (both nearest-resampled with the same geometry).
+        np.testing.assert_array_equal(out_boxes[..., 0], classes >= 1)
+        np.testing.assert_array_equal(out_boxes[..., 1], classes == 2)
+        # The image (bilinear) agrees with the target wherever the target is uniform in a 3x3 neighbourhood.
+        from scipy import ndimage
+
+        uniform = ndimage.maximum_filter(classes, 3) == ndimage.minimum_filter(classes, 3)
+        uniform[[0, -1], :] = uniform[:, [0, -1]] = False  # the crop edge hides the neighbours
+        assert uniform.mean() > 0.25
+        np.testing.assert_allclose(out_image[..., 0][uniform] * 2, classes[uniform], atol=1e-4)
+
+
+def test_scale_one_without_flips_is_a_plain_crop():
+    image, target, boxes = pattern()
+    out_image, out_target, _ = pipeline.augment(image, target, boxes, tf.constant([1, 2], tf.int64), 32, (1.0, 1.0),
+                                                False)
+    out_image = out_image.numpy()
+    top, left = int(round(out_image[0, 0, 1] * 8)) * 8, int(round(out_image[0, 0, 2] * 8)) * 8
+    matches = [(r, c) for r in range(33) for c in range(33) if np.array_equal(image[r:r + 32, c:c + 32], out_image)]
+    assert len(matches) >= 1 and abs(matches[0][0] - top) < 8 and abs(matches[0][1] - left) < 8
+    np.testing.assert_array_equal(out_target.numpy(), target[matches[0][0]:matches[0][0] + 32,
+                                                             matches[0][1]:matches[0][1] + 32])
+
+
+def test_small_images_are_padded_with_background():
+    image, target, boxes = pattern(16)
+    out_image, out_target, out_boxes = pipeline.augment(image, target, boxes, tf.constant([0, 0], tf.int64), 32,
+                                                        (1.0, 1.0), False)
+    assert out_image.shape == (32, 32, 3)
+    np.testing.assert_allclose(out_target.numpy().sum(-1), 1.0)
+    assert out_target.numpy()[0, 0, 0] == 1.0 and out_boxes.numpy()[0, 0].sum() == 0
+
+
+def test_box_partition_one_hot():
+    channels = np.zeros((4, 4, 2), "float32")
+    channels[:3, :3, 0] = 1
+    channels[1, 1, 1] = 1
+    channels[3, 3, 1] = 1
+    partition = np.argmax(pipeline.box_partition(channels).numpy(), -1)
+    np.testing.assert_array_equal(partition, [[1, 1, 1, 0], [1, 2, 1, 0], [1, 1, 1, 0], [0, 0, 0, 2]])
+
+
+def test_epochs_are_seeded_and_resumable(small_records):
+    from o2l_tf.data import records
+
+    manifest = records.load_manifest(small_records)
+    sources = [(records.split_files(small_records, "strong", manifest), "GZIP", records.parse_example,
+                lambda e: pipeline.one_hot(e["label"]), 1.0)]
+    settings = DataSettings(crop_size=32, batch_size=2, shuffle_buffer=16)
+
+    def first_batch(epoch, seed=0):
+        dataset = pipeline.training_dataset(sources, settings, "teacher", False, 3, epoch, seed)
+        inputs, target = next(iter(dataset))
+        return inputs["image"].numpy(), target.numpy()
+
+    again = first_batch(1)
+    np.testing.assert_array_equal(first_batch(1)[0], again[0])
+    assert not np.array_equal(first_batch(2)[0], again[0])
+    assert not np.array_equal(first_batch(1, seed=3)[0], again[0])
