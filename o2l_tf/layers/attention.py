@@ -40,7 +40,7 @@ class BoxAttention(keras.layers.Layer):
         box_channels = 1 if self.mode == "o2l" else 2
         for name in names:
             conv = keras.layers.Conv2D(channels, self.kernel_size, padding="same", use_bias=False, name=f"{name}_conv")
-            norm = keras.layers.BatchNormalization(momentum=self.norm_momentum, name=f"{name}_norm")
+            norm = keras.layers.BatchNormalization(momentum=self.norm_momentum, synchronized=True, name=f"{name}_norm")
             conv.build((*box_shape[:-1], box_channels))
             norm.build((*box_shape[:-1], channels))
             self.gates.append((conv, norm))

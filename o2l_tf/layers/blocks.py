@@ -15,9 +15,9 @@ class ConvBlock(keras.layers.Layer):
             raise ValueError(f"filters must be at least 1, got {filters}")
         self.filters, self.norm_momentum = filters, norm_momentum
         self.conv1 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1")
-        self.norm1 = keras.layers.BatchNormalization(momentum=norm_momentum, name="norm1")
+        self.norm1 = keras.layers.BatchNormalization(momentum=norm_momentum, synchronized=True, name="norm1")
         self.conv2 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2")
-        self.norm2 = keras.layers.BatchNormalization(momentum=norm_momentum, name="norm2")
+        self.norm2 = keras.layers.BatchNormalization(momentum=norm_momentum, synchronized=True, name="norm2")
 
     def build(self, input_shape):
         self.conv1.build(input_shape)

@@ -20,8 +20,8 @@ class DiceScore(keras.metrics.Metric):
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         super().__init__(name=name or f"{target}_dice", **kwargs)
         self.target = target
-        self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.intersection = self.add_variable(shape=(), initializer="zeros", aggregation="sum", name="intersection")
+        self.total = self.add_variable(shape=(), initializer="zeros", aggregation="sum", name="total")
 
     def _mask(self, classes):
         return classes >= 1 if self.target == "liver" else classes == 2

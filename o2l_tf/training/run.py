@@ -141,6 +141,8 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
           overwrite: bool = False, devices: str | None = None, progress: bool = True, log=print) -> dict:
     """Train (or resume) a teacher or a student; returns a summary with the exported files and final metrics."""
     config.validate()
+    strategies.set_precision(config.train.precision)
+    strategy = strategies.make_strategy(devices)  # first: a cluster strategy must exist before other TF work
     manifest = records.load_manifest(records_dir)
     if config.role == "student" and config.train.weak_labels == "pseudo" and teacher_dir is None \
             and pseudo_labels.current(records_dir) is None:
@@ -153,8 +155,6 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
     write_dir = model_dir if chief else tempfile.mkdtemp(prefix="o2l-worker-")
     if chief:
         prepare_model_dir(model_dir, record, overwrite)
-    strategies.set_precision(config.train.precision)
-    strategy = strategies.make_strategy(devices)
     jit = strategies.use_jit(config.train.jit)
     keras.utils.set_random_seed(config.train.seed)
 
@@ -166,8 +166,12 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
     val_data = pipeline.validation_dataset(val_files, records.compression(manifest), config.data, config.role,
                                            localization, multiple) if val_files else None
 
+    # Initial weights come from a model built outside the strategy, so one device, several replicas and
+    # every worker of a cluster start from the very same values.
+    initial_weights = build_model(config).get_weights()
     with strategy.scope():
         model = build_model(config)
+        model.set_weights(initial_weights)
         optimizer = compile_model(model, config, jit)
         optimizer.build(model.trainable_variables)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
