@@ -17,7 +17,9 @@ demo: $(INSTALLED)
 	$(BIN)/o2l synth $(DEMO_DIR)/phantoms --cases 6 --size 256 --slices 60:90 --seed 0 --preview --overwrite
 	$(BIN)/o2l build-records --data $(DEMO_DIR)/phantoms --out $(DEMO_DIR)/records --split 50:34:16 --overwrite
 	$(BIN)/o2l inspect-records $(DEMO_DIR)/records --png $(DEMO_DIR)/records.png
-	@echo "Demo outputs in $(DEMO_DIR)/: phantoms/preview.png, records.png"
+	$(BIN)/o2l train --role teacher --records $(DEMO_DIR)/records --model-dir $(DEMO_DIR)/runs/teacher --preset demo --overwrite --quiet
+	$(BIN)/o2l train --role student --records $(DEMO_DIR)/records --teacher $(DEMO_DIR)/runs/teacher --model-dir $(DEMO_DIR)/runs/student --preset demo --overwrite --quiet
+	@echo "Demo outputs in $(DEMO_DIR)/: phantoms/preview.png, records.png, runs/ (tensorboard --logdir $(DEMO_DIR)/runs)"
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q

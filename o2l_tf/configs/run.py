@@ -110,10 +110,10 @@ def preset(name: str, role: str) -> RunConfig:
         return config
     if name == "demo":
         config = RunConfig(role=role, model=ModelConfig(base_filters=16, norm_momentum=0.9),
-                           data=DataSettings(crop_size=128, batch_size=4, examples_per_case=24, val_max_examples=64),
-                           train=TrainSettings(epochs=30, learning_rate=1e-2, images_every=5))
+                           data=DataSettings(crop_size=128, batch_size=4, examples_per_case=24, val_max_examples=32),
+                           train=TrainSettings(epochs=15, learning_rate=1e-2, images_every=5))
         if role == "student":
-            config.train = TrainSettings(epochs=30, learning_rate=1e-2, decay_start_epoch=22, images_every=5)
+            config.train = TrainSettings(epochs=15, learning_rate=1e-2, decay_start_epoch=11, images_every=5)
         return config
     if name == "test":
         config = RunConfig(role=role, model=ModelConfig(base_filters=4, norm_momentum=0.9),

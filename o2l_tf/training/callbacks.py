@@ -68,22 +68,29 @@ class Checkpoints(keras.callbacks.Callback):
         self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.folder, "last"), max_to_keep=1)
         self.epoch_variable, self.guard, self.chief = epoch_variable, guard, chief
         self.best_path = os.path.join(self.folder, "best.json")
-        self.best = json.load(open(self.best_path))["val_lesion_dice"] if os.path.exists(self.best_path) else -1.0
+        self.best = (-1.0, -1.0)
+        if os.path.exists(self.best_path):
+            with open(self.best_path) as stream:
+                saved = json.load(stream)
+            self.best = (saved["val_lesion_dice"], saved["val_liver_dice"])
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.diverged_at is not None or not _finite(logs):
             return
         self.epoch_variable.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)  # every worker takes part in a distributed save
-        score = next((float(v) for k, v in (logs or {}).items() if k.startswith("val_") and k.endswith("lesion_dice")),
-                     None)
-        if self.chief and score is not None and score > self.best:
+        def val(name):
+            return next((float(v) for k, v in (logs or {}).items() if k.startswith("val_") and k.endswith(name)), None)
+
+        # Best by validation lesion Dice; ties (e.g. no lesion found yet) are broken by liver Dice.
+        score = (val("lesion_dice"), val("liver_dice"))
+        if self.chief and None not in score and score > self.best:
             self.best = score
             temporary = os.path.join(self.folder, "best.tmp.weights.h5")
             self.model.save_weights(temporary)
             os.replace(temporary, os.path.join(self.folder, "best.weights.h5"))
             with open(self.best_path + ".tmp", "w") as stream:
-                json.dump({"epoch": epoch + 1, "val_lesion_dice": score}, stream)
+                json.dump({"epoch": epoch + 1, "val_lesion_dice": score[0], "val_liver_dice": score[1]}, stream)
             os.replace(self.best_path + ".tmp", self.best_path)
 
 
