@@ -1,0 +1,142 @@
+"""The official LiTS metrics (../shared/reference/LITS.md), per volume and pooled over a dataset.
+
+- liver = label >= 1, lesion = label == 2; lesions as objects = connected components of label == 2.
+- Dice per case = mean of per-volume Dice; a lesion volume empty in both reference and prediction scores 1,
+  any predicted lesion on a lesion-free volume scores 0. Dice global = 2 sum|X n Y| / sum(|X| + |Y|).
+- VOE = 1 - Jaccard, RVD = (|pred| - |ref|) / |ref|.
+- Surfaces = mask minus its erosion with the 18-neighbourhood; distances in mm from the header spacing;
+  ASSD = mean of both directed distance sets pooled, RMSD = root mean square of the same, MSSD = maximum.
+  When either mask is empty: Dice 0, VOE 1, distances = 9001 (the challenge's sentinel).
+- Detection: a reference lesion is found when a predicted component overlaps it with IoU > 0.5.
+- Tumour burden = lesion voxels / liver voxels; reported as RMSE and max error over volumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+SENTINEL = 9001.0
+EIGHTEEN = ndimage.generate_binary_structure(3, 2)
+TWENTY_SIX = np.ones((3, 3, 3), bool)
+
+
+def surface(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` that its 18-neighbourhood erosion removes."""
+    return mask & ~ndimage.binary_erosion(mask, EIGHTEEN, border_value=0)
+
+
+def _crop(*masks, margin: int = 1):
+    """A box around every voxel of ``masks`` (plus a margin), so distance transforms stay small."""
+    union = np.zeros(masks[0].shape, bool)
+    for mask in masks:
+        union |= mask
+    coords = np.argwhere(union)
+    low = np.maximum(coords.min(axis=0) - margin, 0)
+    high = np.minimum(coords.max(axis=0) + margin + 1, union.shape)
+    return tuple(slice(a, b) for a, b in zip(low, high))
+
+
+def surface_distances(prediction: np.ndarray, reference: np.ndarray, spacing) -> np.ndarray:
+    """All directed distances (mm): prediction surface -> reference surface, then reference -> prediction."""
+    box = _crop(prediction, reference)
+    pred_surface, ref_surface = surface(prediction[box]), surface(reference[box])
+    # Every surface voxel lies inside the box, so the cropped distance transforms are exact.
+    to_ref = ndimage.distance_transform_edt(~ref_surface, sampling=spacing)
+    to_pred = ndimage.distance_transform_edt(~pred_surface, sampling=spacing)
+    return np.concatenate([to_ref[pred_surface], to_pred[ref_surface]])
+
+
+@dataclass
+class OverlapScores:
+    dice: float
+    voe: float
+    rvd: float
+    assd: float
+    rmsd: float
+    mssd: float
+    intersection: int
+    predicted: int
+    reference: int
+
+
+def overlap_scores(prediction: np.ndarray, reference: np.ndarray, spacing, empty_is_perfect: bool = False,
+                   distances: bool = True) -> OverlapScores:
+    """Dice, VOE, RVD and surface distances of two binary masks, with the LiTS empty-mask rules."""
+    prediction, reference = np.asarray(prediction, bool), np.asarray(reference, bool)
+    intersection = int(np.count_nonzero(prediction & reference))
+    predicted, actual = int(prediction.sum()), int(reference.sum())
+    if predicted == 0 and actual == 0:
+        value = 1.0 if empty_is_perfect else 0.0
+        return OverlapScores(value, 1.0 - value, 0.0, 0.0 if empty_is_perfect else SENTINEL,
+                             0.0 if empty_is_perfect else SENTINEL, 0.0 if empty_is_perfect else SENTINEL,
+                             0, 0, 0)
+    union = predicted + actual - intersection
+    dice = 2.0 * intersection / (predicted + actual)
+    voe = 1.0 - intersection / union
+    rvd = (predicted - actual) / actual if actual else SENTINEL
+    if predicted == 0 or actual == 0 or not distances:
+        assd = rmsd = mssd = SENTINEL if (predicted == 0 or actual == 0) else float("nan")
+    else:
+        values = surface_distances(prediction, reference, spacing)
+        assd, rmsd, mssd = float(values.mean()), float(np.sqrt((values ** 2).mean())), float(values.max())
+    return OverlapScores(dice, voe, rvd, assd, rmsd, mssd, intersection, predicted, actual)
+
+
+def detection_counts(prediction: np.ndarray, reference: np.ndarray) -> tuple[int, int, int]:
+    """(TP, FP, FN) of lesion objects: a reference component is found by a predicted one with IoU > 0.5."""
+    ref_labels, ref_count = ndimage.label(reference, TWENTY_SIX)
+    pred_labels, pred_count = ndimage.label(prediction, TWENTY_SIX)
+    if ref_count == 0 or pred_count == 0:
+        return 0, pred_count, ref_count
+    # Overlap matrix from the voxels both masks share.
+    both = (ref_labels > 0) & (pred_labels > 0)
+    pairs = ref_labels[both].astype(np.int64) * (pred_count + 1) + pred_labels[both]
+    overlap = np.bincount(pairs, minlength=(ref_count + 1) * (pred_count + 1)).reshape(ref_count + 1, pred_count + 1)
+    ref_sizes = np.bincount(ref_labels.ravel(), minlength=ref_count + 1)
+    pred_sizes = np.bincount(pred_labels.ravel(), minlength=pred_count + 1)
+    iou = overlap / np.maximum(ref_sizes[:, None] + pred_sizes[None, :] - overlap, 1)
+    matched = iou[1:, 1:] > 0.5  # IoU > 0.5 makes a match one-to-one
+    true_positive = int(matched.any(axis=1).sum())
+    false_positive = int(pred_count - matched.any(axis=0).sum())
+    return true_positive, false_positive, ref_count - true_positive
+
+
+def tumour_burden(labels: np.ndarray) -> float:
+    liver = np.count_nonzero(labels >= 1)
+    return float(np.count_nonzero(labels == 2)) / liver if liver else 0.0
+
+
+def evaluate_volume(prediction: np.ndarray, reference: np.ndarray, spacing) -> dict:
+    """Every LiTS score of one case (prediction and reference: label volumes on the same grid)."""
+    liver = overlap_scores(prediction >= 1, reference >= 1, spacing)
+    lesion = overlap_scores(prediction == 2, reference == 2, spacing, empty_is_perfect=True)
+    tp, fp, fn = detection_counts(prediction == 2, reference == 2)
+    return {"liver": liver, "lesion": lesion, "detection": (tp, fp, fn),
+            "burden": (tumour_burden(reference), tumour_burden(prediction))}
+
+
+def summarize(cases: list[dict]) -> dict:
+    """Dataset-level scores: Dice per case and global, mean distances, burden RMSE/max, detection P/R."""
+    summary = {}
+    for organ in ("liver", "lesion"):
+        scores = [case[organ] for case in cases]
+        intersections = sum(s.intersection for s in scores)
+        sizes = sum(s.predicted + s.reference for s in scores)
+        summary[organ] = {
+            "dice_per_case": float(np.mean([s.dice for s in scores])),
+            "dice_global": 2.0 * intersections / sizes if sizes else 1.0,
+            "voe": float(np.mean([s.voe for s in scores])),
+            "rvd": float(np.mean([s.rvd for s in scores])),
+            "assd": float(np.mean([s.assd for s in scores])),
+            "rmsd": float(np.mean([s.rmsd for s in scores])),
+            "mssd": float(np.mean([s.mssd for s in scores])),
+        }
+    tp, fp, fn = (sum(case["detection"][k] for case in cases) for k in range(3))
+    summary["detection"] = {"tp": tp, "fp": fp, "fn": fn,
+                            "precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / (tp + fn) if tp + fn else 1.0}
+    errors = np.array([ref - pred for ref, pred in (case["burden"] for case in cases)])
+    summary["tumour_burden"] = {"rmse": float(np.sqrt(np.mean(errors ** 2))), "max_error": float(np.abs(errors).max())}
+    return summary
