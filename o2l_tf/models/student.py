@@ -5,11 +5,11 @@ from __future__ import annotations
 import keras
 
 from o2l_tf.layers import PixelShuffle
-from o2l_tf.models.unet import as_config, decode, encode, image_input, segmentation_head
+from o2l_tf.models.unet import ConfiguredModel, as_config, decode, encode, image_input, segmentation_head
 
 
 @keras.saving.register_keras_serializable(package="o2l")
-class StudentSegmentor(keras.Model):
+class StudentSegmentor(ConfiguredModel):
     """Input ``image``; outputs ``segmentation`` (3-class softmax) and ``localization`` (3-class softmax).
 
     The localization branch brings each chosen decoder stage to full resolution with a sub-pixel convolution
@@ -35,15 +35,8 @@ class StudentSegmentor(keras.Model):
         super().__init__(inputs={"image": image}, outputs={"segmentation": segmentation, "localization": localization},
                          name=name, **kwargs)
         # Config
-        self.model_config, self.spatial_shape = config, tuple(input_shape)
+        self._remember(config, input_shape)
 
     def inference_model(self) -> keras.Model:
         """Image -> segmentation, sharing this model's layers; the localization branch is not part of it."""
         return keras.Model(inputs=self.input, outputs=self.get_layer("segmentation").output, name="student_inference")
-
-    def get_config(self):
-        return {"config": self.model_config.to_dict(), "input_shape": list(self.spatial_shape), "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import keras
 
 from o2l_tf.layers import BoxAttention
-from o2l_tf.models.unet import as_config, decode, encode, image_input, segmentation_head
+from o2l_tf.models.unet import ConfiguredModel, as_config, decode, encode, image_input, segmentation_head
 
 
 @keras.saving.register_keras_serializable(package="o2l")
-class TeacherAnnotator(keras.Model):
+class TeacherAnnotator(ConfiguredModel):
     """Inputs ``image`` (H, W, 3), ``organ_box`` (H, W, 1), ``lesion_box`` (H, W, 1); output 3-class softmax.
 
     The variant follows ``config.attention`` and ``config.shortcut`` (the rows of Table II, see
@@ -42,11 +42,4 @@ class TeacherAnnotator(keras.Model):
         super().__init__(inputs={"image": image, "organ_box": organ_box, "lesion_box": lesion_box},
                          outputs=probabilities, name=name, **kwargs)
         # Config
-        self.model_config, self.spatial_shape = config, tuple(input_shape)
-
-    def get_config(self):
-        return {"config": self.model_config.to_dict(), "input_shape": list(self.spatial_shape), "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self._remember(config, input_shape)

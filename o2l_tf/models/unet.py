@@ -65,8 +65,22 @@ def as_config(config) -> ModelConfig:
     return config
 
 
+class ConfiguredModel(keras.Model):
+    """Functional model built from (ModelConfig, input_shape): the constructor arguments are its config."""
+
+    def _remember(self, config: ModelConfig, input_shape) -> None:
+        self.model_config, self.spatial_shape = config, tuple(input_shape)
+
+    def get_config(self):
+        return {"config": self.model_config.to_dict(), "input_shape": list(self.spatial_shape), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="o2l")
-class UNetBackbone(keras.Model):
+class UNetBackbone(ConfiguredModel):
     """The plain U-Net (image in, 3-class softmax out); the student's inference graph has exactly its weights."""
 
     def __init__(self, config=None, input_shape=(None, None), name="unet", **kwargs):
@@ -78,11 +92,4 @@ class UNetBackbone(keras.Model):
         probabilities = segmentation_head(decoded[0], config)
         super().__init__(inputs={"image": image}, outputs=probabilities, name=name, **kwargs)
         # Config
-        self.model_config, self.spatial_shape = config, tuple(input_shape)
-
-    def get_config(self):
-        return {"config": self.model_config.to_dict(), "input_shape": list(self.spatial_shape), "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self._remember(config, input_shape)
