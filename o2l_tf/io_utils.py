@@ -1,8 +1,9 @@
-"""Small file helpers shared by every command: atomic writes and reproducible gzip."""
+"""Small file helpers shared by every command: atomic writes, JSON files and reproducible gzip."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import tempfile
 
@@ -34,3 +35,24 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def write_json(path: str, record) -> None:
+    """Write JSON atomically (temporary name, then rename) on any TensorFlow file system (local, gs://...).
+
+    Keys are sorted so that equal records give equal bytes.
+    """
+    import tensorflow as tf
+
+    temporary = path + ".tmp"
+    with tf.io.gfile.GFile(temporary, "w") as stream:
+        stream.write(json.dumps(record, indent=1, sort_keys=True))
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def read_json(path: str):
+    """Read JSON from any TensorFlow file system."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "r") as stream:
+        return json.loads(stream.read())

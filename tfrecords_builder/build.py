@@ -26,6 +26,7 @@ from o2l_tf import __version__
 from o2l_tf.data import boxes as box_ops
 from o2l_tf.data import schema
 from o2l_tf.errors import InputError
+from o2l_tf.io_utils import read_json, write_json
 from o2l_tf.nifti import Reorientation, check_3d, file_sha256, load_image, read_array, same_grid
 from tfrecords_builder import box_files, sources
 
@@ -46,7 +47,7 @@ class BuildConfig:
     boxes: str | None = None
     perturb_boxes: bool = False
     margin_slices: int = 2
-    hu_window: tuple[float, float] = (-200.0, 250.0)
+    hu_window: tuple[float, float] = schema.PAPER_HU_WINDOW
     shards: int | None = None
     shard_mb: int = 150
     compression: str = "GZIP"
@@ -251,27 +252,11 @@ def process_case(job: CaseJob) -> dict:
         "lesion_boxes": int(sum(len(b[1]) for b in boxes_by_slice)),
         "serialized_bytes": total_bytes,
     }
-    _write_json(os.path.join(job.work_dir, "cases", f"{source.case_id}.json"), entry)
+    write_json(os.path.join(job.work_dir, "cases", f"{source.case_id}.json"), entry)
     return entry
 
 
 # -------------------------------------------------------------------------------------------- helpers
-def _write_json(path: str, record: dict) -> None:
-    import tensorflow as tf
-
-    temporary = path + ".tmp"
-    with tf.io.gfile.GFile(temporary, "w") as stream:
-        stream.write(json.dumps(record, indent=1, sort_keys=True))
-    tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
-def _read_json(path: str):
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(path, "r") as stream:
-        return json.loads(stream.read())
-
-
 def _example_key(seed: int, split: str, case_id: str, z: int) -> bytes:
     return hashlib.sha256(f"{seed}/{split}/{case_id}/{z}".encode()).digest()[:8]
 
@@ -335,9 +320,9 @@ def _prepare_output(out: str, identity: dict, overwrite: bool) -> str:
     if existing:
         previous = None
         if gfile.exists(config_path):
-            previous = _read_json(config_path)
+            previous = read_json(config_path)
         elif gfile.exists(manifest_path):
-            previous = _read_json(manifest_path).get("config")
+            previous = read_json(manifest_path).get("config")
         if previous != identity:
             if not overwrite:
                 what = "a build of a different configuration" if previous else "files that are not an o2l build"
@@ -348,7 +333,7 @@ def _prepare_output(out: str, identity: dict, overwrite: bool) -> str:
                     gfile.rmtree(path) if gfile.isdir(path) else gfile.remove(path)
     gfile.makedirs(os.path.join(work, "cases"))
     if not gfile.exists(config_path):
-        _write_json(config_path, identity)
+        write_json(config_path, identity)
     return work
 
 
@@ -383,8 +368,8 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
     identity = config.identity()
     identity["cases"] = [[c.case_id, c.image, c.label] for c in cases]
     manifest_path = os.path.join(out, schema.MANIFEST)
-    if tf.io.gfile.exists(manifest_path) and _read_json(manifest_path).get("config") == identity:
-        return _read_json(manifest_path)  # already complete
+    if tf.io.gfile.exists(manifest_path) and read_json(manifest_path).get("config") == identity:
+        return read_json(manifest_path)  # already complete
     work = _prepare_output(out, identity, overwrite)
 
     jobs, entries = [], {}
@@ -394,7 +379,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
             continue
         done = os.path.join(work, "cases", f"{source.case_id}.json")
         if tf.io.gfile.exists(done):
-            entries[source.case_id] = _read_json(done)
+            entries[source.case_id] = read_json(done)
         else:
             jobs.append(CaseJob(source, split, config, work, user_boxes.get(source.case_id, [])))
     bar = _progress(len(jobs), progress)
@@ -415,10 +400,10 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
         members = [entries[c.case_id] for c in cases if split_of.get(c.case_id) == split]
         marker = os.path.join(work, f"{split}.done")
         if tf.io.gfile.exists(marker):
-            names = _read_json(marker)["shards"]
+            names = read_json(marker)["shards"]
         else:
             names = _write_split_shards(out, work, split, members, config)
-            _write_json(marker, {"shards": names})
+            write_json(marker, {"shards": names})
         splits[split] = {
             "cases": [e["case_id"] for e in members],
             "examples": sum(e["examples"] for e in members),
@@ -451,7 +436,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
         "splits": splits,
         "cases": {c.case_id: entries[c.case_id] for c in cases if c.case_id in entries},
     }
-    _write_json(manifest_path, manifest)
+    write_json(manifest_path, manifest)
     tf.io.gfile.rmtree(work)
     return manifest
 

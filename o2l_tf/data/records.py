@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import tensorflow as tf
 
 from o2l_tf.data import schema
 from o2l_tf.errors import InputError
+from o2l_tf.io_utils import read_json
 
 
 def load_manifest(records_dir: str) -> dict:
@@ -17,11 +17,10 @@ def load_manifest(records_dir: str) -> dict:
     if not tf.io.gfile.exists(path):
         what = "no such folder" if not tf.io.gfile.exists(records_dir) else f"no {schema.MANIFEST} (not a finished build)"
         raise InputError(f"{records_dir}: {what}")
-    with tf.io.gfile.GFile(path, "r") as stream:
-        try:
-            manifest = json.loads(stream.read())
-        except ValueError as error:
-            raise InputError(f"{path}: not valid JSON ({error})") from error
+    try:
+        manifest = read_json(path)
+    except ValueError as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from error
     version = manifest.get("schema_version")
     if version != schema.SCHEMA_VERSION:
         raise InputError(f"{path}: records use schema version {version}, this o2l reads version "
@@ -39,6 +38,12 @@ def compression(manifest: dict) -> str:
     return "" if value == "none" else value
 
 
+def normalize_hu(hu, hu_window=schema.PAPER_HU_WINDOW):
+    """The network's input scaling: HU clipped to the window, then mapped to [0, 1]."""
+    low, high = hu_window[0], hu_window[1]
+    return (tf.clip_by_value(tf.cast(hu, tf.float32), low, high) - low) / (high - low)
+
+
 def _boxes(sparse) -> tf.Tensor:
     return tf.reshape(tf.sparse.to_dense(sparse), [-1, 4])
 
@@ -54,8 +59,7 @@ def parse_example(serialized) -> dict:
     width = tf.cast(features[schema.WIDTH], tf.int32)
     hu = tf.reshape(tf.io.decode_raw(features[schema.IMAGE], tf.int16, little_endian=True),
                     [height, width, schema.IMAGE_CHANNELS])
-    low, high = features[schema.HU_WINDOW][0], features[schema.HU_WINDOW][1]
-    image = (tf.cast(hu, tf.float32) - low) / (high - low)
+    image = normalize_hu(hu, features[schema.HU_WINDOW])
     has_label = features[schema.HAS_LABEL]
     label = tf.cond(
         has_label > 0,

@@ -42,6 +42,7 @@ BOXES_PERTURBED = "boxes_perturbed"
 SOFT_LABEL = "soft_label"
 
 SPLITS = ("strong", "weak", "val")
+PAPER_HU_WINDOW = (-200.0, 250.0)  # Sec. IV-A: HU truncated to [-200, 250]
 IMAGE_CHANNELS = 3
 BOX_CHANNEL_NAMES = ("organ", "lesion")
 MANIFEST = "manifest.json"

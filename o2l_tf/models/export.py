@@ -5,13 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-PAPER_HU_WINDOW = (-200.0, 250.0)
-
-
-def normalize_hu(hu, hu_window=PAPER_HU_WINDOW):
-    """The reader's normalisation: clip to the window, then scale to [0, 1]."""
-    low, high = hu_window
-    return (tf.clip_by_value(tf.cast(hu, tf.float32), low, high) - low) / (high - low)
+from o2l_tf.data.records import normalize_hu
+from o2l_tf.data.schema import PAPER_HU_WINDOW
 
 
 def export_saved_model(model: keras.Model, path: str, hu_window=PAPER_HU_WINDOW) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -12,6 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from o2l_tf import visualization as viz
+from o2l_tf.data.schema import PAPER_HU_WINDOW
+from o2l_tf.io_utils import read_json, write_json
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,8 +71,7 @@ class Checkpoints(keras.callbacks.Callback):
         self.best_path = os.path.join(self.folder, "best.json")
         self.best = (-1.0, -1.0)
         if os.path.exists(self.best_path):
-            with open(self.best_path) as stream:
-                saved = json.load(stream)
+            saved = read_json(self.best_path)
             self.best = (saved["val_lesion_dice"], saved["val_liver_dice"])
 
     def on_epoch_end(self, epoch, logs=None):
@@ -89,9 +89,7 @@ class Checkpoints(keras.callbacks.Callback):
             temporary = os.path.join(self.folder, "best.tmp.weights.h5")
             self.model.save_weights(temporary)
             os.replace(temporary, os.path.join(self.folder, "best.weights.h5"))
-            with open(self.best_path + ".tmp", "w") as stream:
-                json.dump({"epoch": epoch + 1, "val_lesion_dice": score[0], "val_liver_dice": score[1]}, stream)
-            os.replace(self.best_path + ".tmp", self.best_path)
+            write_json(self.best_path, {"epoch": epoch + 1, "val_lesion_dice": score[0], "val_liver_dice": score[1]})
 
 
 class ProgressLine(keras.callbacks.Callback):
@@ -125,9 +123,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def panel(image, target, boxes, prediction) -> np.ndarray:
-    """CT window | label or soft label | box outlines | prediction, for one example (canonical arrays)."""
-    low, high = -200.0, 250.0
+def panel(image, target, boxes, prediction, hu_window=PAPER_HU_WINDOW) -> np.ndarray:
+    """CT window | label or soft label | box outlines | prediction, for one example (canonical arrays).
+
+    ``hu_window``: the records' clipping window, to turn the [0, 1] network input back into HU.
+    """
+    low, high = hu_window
     hu = image[..., 1] * (high - low) + low
     grey = viz.window(viz.radiological(hu))
     label = viz.radiological(np.argmax(target, -1) * (target.sum(-1) > 0.5))
@@ -150,11 +151,13 @@ def panel(image, target, boxes, prediction) -> np.ndarray:
 class TensorBoardLogger(keras.callbacks.Callback):
     """Scalars every epoch (train/ and val/ runs), image panels every ``images_every`` epochs, the config as text."""
 
-    def __init__(self, log_dir: str, config_json: str, panel_batches: dict, images_every: int, predict_fn):
+    def __init__(self, log_dir: str, config_json: str, panel_batches: dict, images_every: int, predict_fn,
+                 hu_window=PAPER_HU_WINDOW):
         super().__init__()
         self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
         self.val_writer = tf.summary.create_file_writer(os.path.join(log_dir, "val"))
         self.config_json, self.panels, self.every, self.predict_fn = config_json, panel_batches, images_every, predict_fn
+        self.hu_window = hu_window
 
     def on_train_begin(self, logs=None):
         if self.config_json is not None:  # fit is called once per epoch: write the config once
@@ -172,7 +175,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
             with self.train_writer.as_default():
                 for name, (inputs, targets, boxes) in self.panels.items():
                     predictions = self.predict_fn(inputs)
-                    images = np.stack([panel(inputs["image"][k], targets[k], boxes[k], predictions[k])
+                    images = np.stack([panel(inputs["image"][k], targets[k], boxes[k], predictions[k], self.hu_window)
                                        for k in range(len(targets))])
                     tf.summary.image(f"examples/{name}", images, step=step, max_outputs=len(images))
         self.train_writer.flush()

@@ -7,7 +7,6 @@ Written beside the weak shards as ``pseudo-weak-*.tfrecord``: each record is the
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -15,6 +14,7 @@ import tensorflow as tf
 
 from o2l_tf.data import records, schema
 from o2l_tf.errors import InputError
+from o2l_tf.io_utils import read_json, write_json
 from o2l_tf.nifti import file_sha256
 
 INFO = "pseudo_labels.json"
@@ -33,8 +33,7 @@ def current(records_dir: str) -> dict | None:
     path = os.path.join(records_dir, INFO)
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as stream:
-        info = json.loads(stream.read())
+    info = read_json(path)
     if not all(tf.io.gfile.exists(os.path.join(records_dir, s)) for s in info["shards"]):
         return None
     return info
@@ -101,10 +100,7 @@ def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: 
     info = {"teacher": os.path.abspath(path) if "://" not in path else path, "teacher_sha256": digest,
             "shards": names, "examples": total, "schema_version": schema.SCHEMA_VERSION,
             "quantisation": "uint8, round(p * 255); renormalised per pixel when read"}
-    temporary = os.path.join(records_dir, INFO + ".tmp")
-    with tf.io.gfile.GFile(temporary, "w") as stream:
-        stream.write(json.dumps(info, indent=1))
-    tf.io.gfile.rename(temporary, os.path.join(records_dir, INFO), overwrite=True)
+    write_json(os.path.join(records_dir, INFO), info)
     return info
 
 

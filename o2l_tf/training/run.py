@@ -26,6 +26,7 @@ import tensorflow as tf
 from o2l_tf.configs.run import RunConfig
 from o2l_tf.data import pipeline, records
 from o2l_tf.errors import InputError
+from o2l_tf.io_utils import read_json, write_json
 from o2l_tf.losses import student_losses, teacher_loss
 from o2l_tf.metrics.dice import DiceScore
 from o2l_tf.models import StudentSegmentor, TeacherAnnotator, UNetBackbone
@@ -46,9 +47,7 @@ def prepare_model_dir(model_dir: str, record: dict, overwrite: bool) -> None:
     """Write config.json; resume when it matches, refuse a different run unless ``overwrite``."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if os.path.exists(path):
-        with open(path) as stream:
-            previous = json.load(stream)
-        if previous != record:
+        if read_json(path) != record:
             if not overwrite:
                 raise InputError(f"{model_dir}: holds a run with a different configuration; pass --overwrite to "
                                  "replace it, or use another --model-dir")
@@ -61,9 +60,7 @@ def prepare_model_dir(model_dir: str, record: dict, overwrite: bool) -> None:
     elif os.path.isdir(model_dir) and os.listdir(model_dir) and not overwrite:
         raise InputError(f"{model_dir}: is not empty and holds no o2l run; choose another --model-dir")
     os.makedirs(model_dir, exist_ok=True)
-    with open(path + ".tmp", "w") as stream:
-        json.dump(record, stream, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    write_json(path, record)
 
 
 def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: str | None, progress: bool, log):
@@ -228,8 +225,7 @@ def export(model, config: RunConfig, model_dir: str) -> dict:
     source = {"weights": "last"}
     if os.path.exists(best):
         model.load_weights(best)
-        with open(os.path.join(model_dir, "checkpoints", "best.json")) as stream:
-            source = {"weights": "best", **json.load(stream)}
+        source = {"weights": "best", **read_json(os.path.join(model_dir, "checkpoints", "best.json"))}
     files = []
     if config.role == "teacher":
         path = os.path.join(model_dir, "teacher.keras")
@@ -246,6 +242,5 @@ def export(model, config: RunConfig, model_dir: str) -> dict:
             shutil.rmtree(saved)
         export_saved_model(inference, saved)
         files += [path, saved]
-    with open(os.path.join(model_dir, "export.json"), "w") as stream:
-        json.dump({"source": source, "files": [os.path.basename(f) for f in files]}, stream, indent=1)
+    write_json(os.path.join(model_dir, "export.json"), {"source": source, "files": [os.path.basename(f) for f in files]})
     return {"exported": files, "export_source": source}
