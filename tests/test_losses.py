@@ -8,7 +8,6 @@ import keras
 import numpy as np
 import pytest
 
-from o2l_tf.data.boxes import box_channels, box_partition
 from o2l_tf.losses import PAPER_LOCALIZATION_WEIGHTS, SoftCrossEntropy, pixel_cross_entropy, student_losses
 
 
@@ -52,13 +51,3 @@ def test_student_losses_follow_equation_4():
         SoftCrossEntropy(class_weights=[1, -0.1, 1])
     assert SoftCrossEntropy.from_config(losses["segmentation"].get_config()).class_weights is None
 
-
-def test_box_partition_on_hand_made_boxes():
-    channels = box_channels([(1, 1, 5, 6)], [(2, 2, 3, 3), (7, 7, 8, 8)], (10, 10))
-    partition = box_partition(channels[..., 0], channels[..., 1])
-    expected = np.zeros((10, 10), np.uint8)
-    expected[1:6, 1:7] = 1
-    expected[2:4, 2:4] = 2
-    expected[7:9, 7:9] = 2  # a lesion box outside the organ box is still lesion (and part of the organ channel)
-    np.testing.assert_array_equal(partition, expected)
-    assert channels[8, 8, 0] == 1

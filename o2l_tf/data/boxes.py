@@ -69,9 +69,3 @@ def perturb_box(box: Box, rng: np.random.Generator, rule: Perturbation, shape: t
     high = np.maximum(high, low)
     return int(low[0]), int(low[1]), int(high[0]), int(high[1])
 
-
-def box_partition(organ_channel, lesion_channel):
-    """Sec. III-D localization target: lesion box -> 2, organ box without lesion box -> 1, else 0."""
-    organ = np.asarray(organ_channel) > 0
-    lesion = np.asarray(lesion_channel) > 0
-    return np.where(lesion, 2, np.where(organ, 1, 0)).astype(np.uint8)

@@ -86,3 +86,16 @@ def test_epochs_are_seeded_and_resumable(small_records):
     np.testing.assert_array_equal(first_batch(1)[0], again[0])
     assert not np.array_equal(first_batch(2)[0], again[0])
     assert not np.array_equal(first_batch(1, seed=3)[0], again[0])
+
+
+def test_box_partition_of_rasterized_hand_made_boxes():
+    from o2l_tf.data.boxes import box_channels
+
+    channels = box_channels([(1, 1, 5, 6)], [(2, 2, 3, 3), (7, 7, 8, 8)], (10, 10)).astype("float32")
+    partition = np.argmax(pipeline.box_partition(channels).numpy(), -1)
+    expected = np.zeros((10, 10), np.uint8)
+    expected[1:6, 1:7] = 1
+    expected[2:4, 2:4] = 2
+    expected[7:9, 7:9] = 2  # a lesion box outside the organ box is still lesion (and part of the organ channel)
+    np.testing.assert_array_equal(partition, expected)
+    assert channels[8, 8, 0] == 1
