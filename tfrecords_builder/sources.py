@@ -98,9 +98,10 @@ def _msd_cases(data_dir: str) -> list[CaseSource]:
                 pairs.append((os.path.join(images_dir, name), os.path.join(labels_dir, name)))
     cases, seen = [], {}
     for image, label in pairs:
-        case_id = MSD_NAME.match(os.path.basename(image)).group(1) if MSD_NAME.match(os.path.basename(image)) else None
-        if case_id is None:
+        name = MSD_NAME.match(os.path.basename(image))
+        if name is None:
             raise InputError(f"{image}: not a NIfTI file name")
+        case_id = name.group(1)
         if case_id in seen:
             raise InputError(f"{image}: duplicate case id {case_id}")
         seen[case_id] = image
