@@ -158,6 +158,7 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
     sources, cases = _sources(config, records_dir, manifest, teacher_dir, progress, log)
     steps = math.ceil(cases * config.data.examples_per_case / config.data.batch_size)
     multiple = 2 ** config.model.depth
+    hu_window = tuple(manifest["preprocessing"]["hu_window"])  # how the records were clipped and scaled
     localization = config.role == "student" and config.train.localization
     val_files = records.split_files(records_dir, "val", manifest)
     val_data = pipeline.validation_dataset(val_files, records.compression(manifest), config.data, config.role,
@@ -192,7 +193,7 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
             return output["segmentation"] if isinstance(output, dict) else output
 
         callbacks.append(cb.TensorBoardLogger(os.path.join(write_dir, "logs"), json.dumps(record, indent=2),
-                                              panels, config.train.images_every, predict))
+                                              panels, config.train.images_every, predict, hu_window))
     history: dict[str, list[float]] = {}
     for epoch in range(first_epoch, config.train.epochs):
         # One fit call per epoch on a dataset seeded by (seed, epoch), so a resumed run sees the same batches.
@@ -211,7 +212,7 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
                                       f"is kept ({kept or 'none yet'})")
     summary = {"history": history, "steps_per_epoch": steps, "first_epoch": first_epoch}
     if chief:
-        summary.update(export(model, config, model_dir))
+        summary.update(export(model, config, model_dir, hu_window))
     return summary
 
 
@@ -219,8 +220,11 @@ def _quiet(*_args, **_kwargs):
     return None
 
 
-def export(model, config: RunConfig, model_dir: str) -> dict:
-    """Export the best checkpoint (by val lesion Dice) if there is one, else the last weights."""
+def export(model, config: RunConfig, model_dir: str, hu_window) -> dict:
+    """Export the best checkpoint (by val lesion Dice) if there is one, else the last weights.
+
+    The SavedModel's HU input is clipped and scaled with the records' ``hu_window``, as in training.
+    """
     best = os.path.join(model_dir, "checkpoints", "best.weights.h5")
     source = {"weights": "last"}
     if os.path.exists(best):
@@ -240,7 +244,7 @@ def export(model, config: RunConfig, model_dir: str) -> dict:
         saved = os.path.join(model_dir, "student_savedmodel")
         if os.path.exists(saved):
             shutil.rmtree(saved)
-        export_saved_model(inference, saved)
+        export_saved_model(inference, saved, hu_window)
         files += [path, saved]
     write_json(os.path.join(model_dir, "export.json"), {"source": source, "files": [os.path.basename(f) for f in files]})
     return {"exported": files, "export_source": source}

@@ -217,3 +217,23 @@ def test_teacher_overfits_a_handful_of_examples(small_records, tmp_path):
         intersection += (predicted & truth).sum()
         total += predicted.sum() + truth.sum()
     assert 2 * intersection / total > 0.9
+
+
+def test_exported_savedmodel_uses_the_records_hu_window(small_records, tmp_path):
+    from o2l_tf.data.records import normalize_hu
+    from tfrecords_builder.build import BuildConfig, build_records
+
+    phantoms = os.path.join(os.path.dirname(small_records), "phantoms")
+    records_dir = str(tmp_path / "records")
+    build_records(BuildConfig(data=phantoms, split=(50, 34, 16), hu_window=(-100.0, 200.0)), records_dir,
+                  progress=False)
+    config = apply_overrides(preset("test", "student"), ["train.epochs=1", "train.images_every=0",
+                                                          "train.weak_labels=none"])
+    train(config, records_dir, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+    inference = keras.models.load_model(tmp_path / "run" / "student.keras")
+    served = tf.saved_model.load(str(tmp_path / "run" / "student_savedmodel"))
+    hu = np.random.default_rng(0).uniform(-400, 400, (1, 48, 48, 3)).astype("float32")
+    expected = inference({"image": normalize_hu(hu, (-100.0, 200.0))}, training=False).numpy()
+    np.testing.assert_allclose(served.serve(hu).numpy(), expected, atol=1e-6)
+    paper_window = inference({"image": normalize_hu(hu)}, training=False).numpy()
+    assert np.abs(paper_window - expected).max() > 1e-3  # the window matters, so the test can fail
