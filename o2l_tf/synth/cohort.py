@@ -55,15 +55,30 @@ def _encode(image, gzip: bool) -> bytes:
     return reproducible_gzip(data) if gzip else data
 
 
+OVERVIEW_CASES = 12  # cases shown in the cohort's preview.png
+
+
+def axial_tile(volume: np.ndarray, label: np.ndarray, k: int, min_size: int) -> np.ndarray:
+    """Slice ``k`` of canonical arrays in the liver window with contours, enlarged to at least ``min_size``."""
+    factor = max(1, -(-min_size // volume.shape[0]))
+    return viz.upscale(viz.overlay(viz.window(viz.radiological(volume[:, :, k])), viz.radiological(label[:, :, k])),
+                       factor)
+
+
+def largest_liver_tile(phantom: Phantom, min_size: int = 192) -> np.ndarray:
+    """The slice with the most liver (the cohort overview's tile for this case)."""
+    area = (phantom.segmentation > 0).sum(axis=(0, 1))
+    k = int(np.argmax(area)) if area.any() else phantom.volume.shape[2] // 2
+    return axial_tile(phantom.volume, phantom.segmentation, k, min_size)
+
+
 def preview_image(phantom: Phantom, tiles: int = 6, min_tile: int = 256) -> np.ndarray:
     """A montage of axial slices through the liver (dome to tip) and one coronal reformat."""
     volume, label = phantom.volume, phantom.segmentation
     liver_z = np.nonzero(label.any(axis=(0, 1)))[0]
     low, high = (liver_z[0], liver_z[-1]) if liver_z.size else (0, volume.shape[2] - 1)
     heights = np.unique(np.linspace(high, low, tiles).round().astype(int))[::-1]
-    factor = max(1, -(-min_tile // volume.shape[0]))
-    images = [viz.upscale(viz.overlay(viz.window(viz.radiological(volume[:, :, k])),
-                                      viz.radiological(label[:, :, k])), factor) for k in heights]
+    images = [axial_tile(volume, label, k, min_tile) for k in heights]
     # Coronal cut through the liver's centre: superior at the top, patient's right on the left.
     liver_rows = np.nonzero(label.any(axis=(0, 2)))[0]
     row = int(liver_rows.mean()) if liver_rows.size else volume.shape[1] // 2
@@ -72,12 +87,15 @@ def preview_image(phantom: Phantom, tiles: int = 6, min_tile: int = 256) -> np.n
     coronal_hu = volume[::-1, row, :][:, z_index].T[::-1]
     coronal_label = label[::-1, row, :][:, z_index].T[::-1]
     coronal = viz.overlay(viz.window(coronal_hu), coronal_label)
-    images.append(viz.upscale(coronal, factor))
+    images.append(viz.upscale(coronal, max(1, -(-min_tile // volume.shape[0]))))
     return viz.montage(images, columns=4)
 
 
-def write_case(out_dir: str, spec: CohortSpec, index: int, preview: bool) -> dict:
-    """Generate and write one case (files appear only when complete); returns its summary."""
+def write_case(out_dir: str, spec: CohortSpec, index: int, preview: bool) -> tuple[dict, np.ndarray | None]:
+    """Generate and write one case (files appear only when complete).
+
+    Returns its summary and, with ``preview`` for the first ``OVERVIEW_CASES`` cases, its overview tile.
+    """
     phantom = generate_phantom(index, spec.size, spec.slices, spec.seed)
     volume_image, label_image = phantom.to_nifti()
     image_path, label_path = spec.paths(index)
@@ -91,28 +109,12 @@ def write_case(out_dir: str, spec: CohortSpec, index: int, preview: bool) -> dic
         relative = f"previews/case-{index}.png"
         viz.write_png(os.path.join(out_dir, relative), preview_image(phantom))
         summary["preview"] = relative
-    return summary
+    tile = largest_liver_tile(phantom) if preview and index < OVERVIEW_CASES else None
+    return summary, tile
 
 
-def _write_case_job(args) -> dict:
+def _write_case_job(args) -> tuple[dict, np.ndarray | None]:
     return write_case(*args)
-
-
-def cohort_overview(summaries: list[dict], out_dir: str, max_cases: int = 12) -> np.ndarray:
-    """One mid-liver slice per case (first ``max_cases`` cases), for the README and a quick look."""
-    import nibabel as nib
-
-    tiles = []
-    for summary in summaries[:max_cases]:
-        volume = nib.as_closest_canonical(nib.load(os.path.join(out_dir, summary["image"])))
-        label = nib.as_closest_canonical(nib.load(os.path.join(out_dir, summary["label"])))
-        hu, seg = np.asarray(volume.dataobj), np.asarray(label.dataobj)
-        area = (seg > 0).sum(axis=(0, 1))
-        k = int(np.argmax(area)) if area.any() else hu.shape[2] // 2
-        factor = max(1, -(-192 // hu.shape[0]))
-        tiles.append(viz.upscale(viz.overlay(viz.window(viz.radiological(hu[:, :, k])),
-                                             viz.radiological(seg[:, :, k])), factor))
-    return viz.montage(tiles, columns=4)
 
 
 def write_cohort(out_dir: str, spec: CohortSpec, workers: int = 1, preview: bool = False,
@@ -135,17 +137,13 @@ def write_cohort(out_dir: str, spec: CohortSpec, workers: int = 1, preview: bool
         os.unlink(marker)  # a rewritten cohort is not complete until its new marker exists
     jobs = [(out_dir, spec, index, preview) for index in range(spec.cases)]
     bar = _progress(total=spec.cases, enabled=progress)
-    if workers == 1:
-        summaries = []
-        for job in jobs:
-            summaries.append(_write_case_job(job))
+    summaries, tiles = [], []
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
+        for summary, tile in pool.map(_write_case_job, jobs):
+            summaries.append(summary)
+            if tile is not None:
+                tiles.append(tile)
             bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            summaries = []
-            for summary in pool.map(_write_case_job, jobs):
-                summaries.append(summary)
-                bar.update(1)
     bar.close()
     if spec.layout == "msd":
         dataset = {
@@ -164,7 +162,7 @@ def write_cohort(out_dir: str, spec: CohortSpec, workers: int = 1, preview: bool
         }
         atomic_write_bytes(os.path.join(out_dir, "dataset.json"), json.dumps(dataset, indent=2).encode())
     if preview:
-        viz.write_png(os.path.join(out_dir, "preview.png"), cohort_overview(summaries, out_dir))
+        viz.write_png(os.path.join(out_dir, "preview.png"), viz.montage(tiles, columns=4))
     spec_json = asdict(spec)
     spec_json["slices"] = list(spec.slices)
     record = {"generator": f"o2l {__version__}", "spec": spec_json, "cases": summaries}
@@ -176,3 +174,17 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="synth", unit="case", disable=not enabled, dynamic_ncols=True)
+
+
+class _Inline:
+    """A one-process stand-in for the process pool (same ``map``), so both paths share one loop."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(function, items):
+        return map(function, items)
