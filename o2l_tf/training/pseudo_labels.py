@@ -104,16 +104,23 @@ def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: 
     return info
 
 
+def check_available(records_dir: str, teacher_dir: str | None) -> None:
+    """Refuse early when a student needs pseudo-labels that neither exist nor can be made."""
+    if teacher_dir is None and current(records_dir) is None:
+        raise InputError(f"{records_dir}: no pseudo-labels for the weak split; pass --teacher DIR "
+                         "(or run o2l pseudo-label) or choose --weak-labels boxes|none")
+    if teacher_dir is not None:
+        teacher_file(teacher_dir)
+
+
 def ensure(records_dir: str, teacher_dir: str | None, progress: bool = True, log=print) -> dict:
     """Pseudo-labels made by ``teacher_dir``'s teacher: reuse them if current, else (re)generate them.
 
     Without ``teacher_dir``, existing pseudo-labels are used as they are; missing ones are an error.
     """
+    check_available(records_dir, teacher_dir)
     info = current(records_dir)
     if teacher_dir is None:
-        if info is None:
-            raise InputError(f"{records_dir}: no pseudo-labels for the weak split; pass --teacher DIR "
-                             "(or run o2l pseudo-label) or choose --weak-labels boxes|none")
         return info
     digest = file_sha256(teacher_file(teacher_dir))
     if info is not None and info["teacher_sha256"] == digest:

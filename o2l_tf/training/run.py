@@ -141,11 +141,9 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
     strategies.set_precision(config.train.precision)
     strategy = strategies.make_strategy(devices)  # first: a cluster strategy must exist before other TF work
     manifest = records.load_manifest(records_dir)
-    if config.role == "student" and config.train.weak_labels == "pseudo" and teacher_dir is None \
-            and pseudo_labels.current(records_dir) is None:
-        raise InputError(f"{records_dir}: no pseudo-labels for the weak split; pass --teacher DIR "
-                         "(or run o2l pseudo-label) or choose --weak-labels boxes|none")
-    if teacher_dir is not None:
+    if config.role == "student" and config.train.weak_labels == "pseudo":
+        pseudo_labels.check_available(records_dir, teacher_dir)  # before anything is written
+    elif teacher_dir is not None:
         pseudo_labels.teacher_file(teacher_dir)
     record = run_record(config, records_dir, teacher_dir)
     chief = strategies.is_chief()
