@@ -62,6 +62,56 @@ def read_array(image: nib.Nifti1Image, path: str, dtype=np.float32) -> np.ndarra
         raise InputError(f"{path}: cannot read voxel data ({_reason(error)})") from error
 
 
+LABELS = (0, 1, 2)
+
+
+def read_labels(image: nib.Nifti1Image, path: str) -> np.ndarray:
+    """A LiTS label volume as uint8 in file order; values outside {0, 1, 2} are an InputError."""
+    values = read_array(image, path)
+    found = np.unique(values)
+    if not np.isin(found, LABELS).all():
+        bad = [float(v) if v != int(v) else int(v) for v in found if v not in LABELS][:5]
+        raise InputError(f"{path}: label values {bad} outside {{0, 1, 2}}")
+    return values.astype(np.uint8)
+
+
+def _unscaled(image: nib.Nifti1Image, path: str):
+    """The stored voxel values and the header scaling (a memory map for uncompressed files)."""
+    proxy = image.dataobj
+    if not nib.is_proxy(proxy):
+        return np.asarray(proxy), 1.0, 0.0
+    try:
+        raw = np.asanyarray(proxy.get_unscaled())
+    except (OSError, EOFError, zlib.error, ValueError) as error:
+        raise InputError(f"{path}: cannot read voxel data ({_reason(error)})") from error
+    slope, inter = proxy.slope, proxy.inter
+    return raw, float(1.0 if slope is None or not np.isfinite(slope) else slope), \
+        float(0.0 if inter is None or not np.isfinite(inter) else inter)
+
+
+def read_canonical_hu(image: nib.Nifti1Image, path: str, reorientation: "Reorientation",
+                      slab: int = 16) -> np.ndarray:
+    """The volume on the canonical grid as int16 HU (header scaling applied, rounded, clipped to int16).
+
+    Converted a slab of slices at a time, so the peak memory is the stored data plus the int16 result,
+    not float copies of the whole volume.
+    """
+    raw, slope, inter = _unscaled(image, path)
+    canonical = np.empty(reorientation.canonical_shape, np.int16)
+    depth = reorientation.file_shape[2]
+    target, flip = int(reorientation.ornt[2, 0]), reorientation.ornt[2, 1]
+    for start in range(0, depth, slab):
+        stop = min(start + slab, depth)
+        block = np.asarray(raw[:, :, start:stop], np.float32) * np.float32(slope) + np.float32(inter)
+        if not np.isfinite(block).all():
+            raise InputError(f"{path}: holds NaN or infinite voxels")
+        block = np.rint(np.clip(block, -32768, 32767)).astype(np.int16)
+        where = [slice(None)] * 3
+        where[target] = slice(start, stop) if flip > 0 else slice(depth - stop, depth - start)
+        canonical[tuple(where)] = orientations.apply_orientation(block, reorientation.ornt)
+    return canonical
+
+
 def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     if "://" in path:

@@ -81,6 +81,29 @@ def montage(tiles: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
     return canvas
 
 
+def axial_tile(volume: np.ndarray, label: np.ndarray, k: int, min_size: int) -> np.ndarray:
+    """Slice ``k`` of canonical arrays in the liver window with contours, enlarged to at least ``min_size``."""
+    factor = max(1, -(-min_size // volume.shape[0]))
+    return upscale(overlay(window(radiological(volume[:, :, k])), radiological(label[:, :, k])), factor)
+
+
+def volume_preview(volume: np.ndarray, label: np.ndarray, spacing, tiles: int = 6, min_tile: int = 256) -> np.ndarray:
+    """A montage of axial slices through the liver (dome to tip) and one coronal reformat (canonical arrays)."""
+    liver_z = np.nonzero(label.any(axis=(0, 1)))[0]
+    low, high = (liver_z[0], liver_z[-1]) if liver_z.size else (0, volume.shape[2] - 1)
+    heights = np.unique(np.linspace(high, low, tiles).round().astype(int))[::-1]
+    images = [axial_tile(volume, label, k, min_tile) for k in heights]
+    # Coronal cut through the liver's centre: superior at the top, patient's right on the left.
+    liver_rows = np.nonzero(label.any(axis=(0, 2)))[0]
+    row = int(liver_rows.mean()) if liver_rows.size else volume.shape[1] // 2
+    stretch = spacing[2] / spacing[0]
+    z_index = np.clip(np.round(np.arange(0, volume.shape[2], 1 / stretch)).astype(int), 0, volume.shape[2] - 1)
+    coronal_hu = volume[::-1, row, :][:, z_index].T[::-1]
+    coronal_label = label[::-1, row, :][:, z_index].T[::-1]
+    images.append(upscale(overlay(window(coronal_hu), coronal_label), max(1, -(-min_tile // volume.shape[0]))))
+    return montage(images, columns=4)
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
     """Encode an HxWx3 (or HxW) uint8 array as PNG bytes (8-bit, no interlace)."""
     image = np.asarray(rgb, np.uint8)

@@ -27,7 +27,8 @@ from o2l_tf.data import boxes as box_ops
 from o2l_tf.data import schema
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json, write_json
-from o2l_tf.nifti import Reorientation, check_3d, file_sha256, load_image, read_array, same_grid
+from o2l_tf.nifti import (Reorientation, check_3d, file_sha256, load_image, read_canonical_hu, read_labels,
+                          same_grid)
 from tfrecords_builder import box_files, sources
 
 WORK = ".work"
@@ -143,8 +144,9 @@ class CaseJob:
     user_boxes: list = field(default_factory=list)
 
 
-def _clip_to_int16(array: np.ndarray, window) -> np.ndarray:
-    return np.rint(np.clip(array, window[0], window[1])).astype(np.int16)
+def _clip_to_window(hu: np.ndarray, window) -> np.ndarray:
+    """Rounded HU clipped to the window (rounding first is the same as clipping first: rint is monotone)."""
+    return np.clip(hu, np.rint(window[0]), np.rint(window[1])).astype(np.int16)
 
 
 def _selected_slices(has_box: np.ndarray, margin: int, keep_all: bool) -> np.ndarray:
@@ -175,10 +177,7 @@ def process_case(job: CaseJob) -> dict:
     needs_label = not use_user_boxes
     if needs_label and source.label is None:
         raise InputError(f"{source.image}: case {source.case_id} ({split}) needs a label file")
-    volume = read_array(image, source.image)
-    if not np.isfinite(volume).all():
-        raise InputError(f"{source.image}: holds NaN or infinite voxels")
-    volume = _clip_to_int16(reorientation.to_canonical(volume), config.hu_window)
+    volume = _clip_to_window(read_canonical_hu(image, source.image, reorientation), config.hu_window)
 
     label = None
     if needs_label:
@@ -189,13 +188,7 @@ def process_case(job: CaseJob) -> dict:
                              f"{os.path.basename(source.image)} {tuple(image.shape)}")
         if not same_grid(image, label_image):
             raise InputError(f"{source.label}: affine differs from {os.path.basename(source.image)}")
-        raw_label = read_array(label_image, source.label)
-        values = np.unique(raw_label)
-        if not np.isin(values, (0, 1, 2)).all():
-            bad = [float(v) if v != int(v) else int(v) for v in values if v not in (0, 1, 2)][:5]
-            raise InputError(f"{source.label}: label values {bad} outside {{0, 1, 2}}")
-        label = reorientation.to_canonical(raw_label.astype(np.uint8))
-        del raw_label
+        label = reorientation.to_canonical(read_labels(label_image, source.label))
 
     height, width, depth = volume.shape
     if use_user_boxes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from o2l_tf.data import schema
@@ -42,6 +43,11 @@ def normalize_hu(hu, hu_window=schema.PAPER_HU_WINDOW):
     """The network's input scaling: HU clipped to the window, then mapped to [0, 1]."""
     low, high = hu_window[0], hu_window[1]
     return (tf.clip_by_value(tf.cast(hu, tf.float32), low, high) - low) / (high - low)
+
+
+def quantise_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """Class probabilities stored as uint8: round(p * 255), error <= 1/510."""
+    return np.rint(np.clip(probabilities, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _boxes(sparse) -> tf.Tensor:

@@ -58,37 +58,15 @@ def _encode(image, gzip: bool) -> bytes:
 OVERVIEW_CASES = 12  # cases shown in the cohort's preview.png
 
 
-def axial_tile(volume: np.ndarray, label: np.ndarray, k: int, min_size: int) -> np.ndarray:
-    """Slice ``k`` of canonical arrays in the liver window with contours, enlarged to at least ``min_size``."""
-    factor = max(1, -(-min_size // volume.shape[0]))
-    return viz.upscale(viz.overlay(viz.window(viz.radiological(volume[:, :, k])), viz.radiological(label[:, :, k])),
-                       factor)
-
-
 def largest_liver_tile(phantom: Phantom, min_size: int = 192) -> np.ndarray:
     """The slice with the most liver (the cohort overview's tile for this case)."""
     area = (phantom.segmentation > 0).sum(axis=(0, 1))
     k = int(np.argmax(area)) if area.any() else phantom.volume.shape[2] // 2
-    return axial_tile(phantom.volume, phantom.segmentation, k, min_size)
+    return viz.axial_tile(phantom.volume, phantom.segmentation, k, min_size)
 
 
 def preview_image(phantom: Phantom, tiles: int = 6, min_tile: int = 256) -> np.ndarray:
-    """A montage of axial slices through the liver (dome to tip) and one coronal reformat."""
-    volume, label = phantom.volume, phantom.segmentation
-    liver_z = np.nonzero(label.any(axis=(0, 1)))[0]
-    low, high = (liver_z[0], liver_z[-1]) if liver_z.size else (0, volume.shape[2] - 1)
-    heights = np.unique(np.linspace(high, low, tiles).round().astype(int))[::-1]
-    images = [axial_tile(volume, label, k, min_tile) for k in heights]
-    # Coronal cut through the liver's centre: superior at the top, patient's right on the left.
-    liver_rows = np.nonzero(label.any(axis=(0, 2)))[0]
-    row = int(liver_rows.mean()) if liver_rows.size else volume.shape[1] // 2
-    stretch = phantom.spacing[2] / phantom.spacing[0]
-    z_index = np.clip(np.round(np.arange(0, volume.shape[2], 1 / stretch)).astype(int), 0, volume.shape[2] - 1)
-    coronal_hu = volume[::-1, row, :][:, z_index].T[::-1]
-    coronal_label = label[::-1, row, :][:, z_index].T[::-1]
-    coronal = viz.overlay(viz.window(coronal_hu), coronal_label)
-    images.append(viz.upscale(coronal, max(1, -(-min_tile // volume.shape[0]))))
-    return viz.montage(images, columns=4)
+    return viz.volume_preview(phantom.volume, phantom.segmentation, phantom.spacing, tiles, min_tile)
 
 
 def write_case(out_dir: str, spec: CohortSpec, index: int, preview: bool) -> tuple[dict, np.ndarray | None]:

@@ -39,10 +39,6 @@ def current(records_dir: str) -> dict | None:
     return info
 
 
-def quantise(probabilities: np.ndarray) -> bytes:
-    return np.rint(np.clip(probabilities, 0.0, 1.0) * 255.0).astype(np.uint8).tobytes()
-
-
 def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: bool = True) -> dict:
     """Run the teacher on every weak example (whole slices, with their boxes) and write the pseudo shards."""
     import keras
@@ -90,7 +86,7 @@ def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: 
                     height, width = sizes[k].numpy()
                     example = tf.train.Example.FromString(serialized[k].numpy())
                     example.features.feature[schema.SOFT_LABEL].bytes_list.value.append(
-                        quantise(probabilities[k, :height, :width]))
+                        records.quantise_probabilities(probabilities[k, :height, :width]).tobytes())
                     writer.write(example.SerializeToString(deterministic=True))
                     total += 1
                 bar.update(len(serialized))

@@ -8,7 +8,7 @@ Run folder (``--model-dir``):
   teacher.keras            (teacher) the exported model
   student.keras            (student) the inference model: the localization branch dropped
   student_savedmodel/      (student) SavedModel with a serve(hu) signature
-  export.json              which epoch was exported and its validation Dice
+  export.json              which epoch was exported, its validation Dice, and the HU window predict must use
 """
 
 from __future__ import annotations
@@ -244,5 +244,7 @@ def export(model, config: RunConfig, model_dir: str, hu_window) -> dict:
             shutil.rmtree(saved)
         export_saved_model(inference, saved, hu_window)
         files += [path, saved]
-    write_json(os.path.join(model_dir, "export.json"), {"source": source, "files": [os.path.basename(f) for f in files]})
+    # predict reads the HU window here: the .keras file holds the network, not how its inputs were scaled.
+    write_json(os.path.join(model_dir, "export.json"), {"source": source, "files": [os.path.basename(f) for f in files],
+                                                        "hu_window": [float(v) for v in hu_window]})
     return {"exported": files, "export_source": source}

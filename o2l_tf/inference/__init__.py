@@ -1,0 +1,1 @@
+"""Whole-volume inference on NIfTI files: model loading, slice batching, post-processing, output naming."""

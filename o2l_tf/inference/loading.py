@@ -1,0 +1,70 @@
+"""Finding and loading the model ``o2l predict`` runs: a run folder or a ``.keras`` file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import keras
+
+from o2l_tf.data.schema import PAPER_HU_WINDOW
+from o2l_tf.errors import InputError
+from o2l_tf.io_utils import read_json
+
+RUN_MODELS = ("student.keras", "teacher.keras")  # in order of preference inside a run folder
+EXPORT_INFO = "export.json"
+
+
+@dataclass
+class InferenceModel:
+    network: keras.Model  # image (and boxes, for a teacher) -> 3-class probabilities
+    role: str  # "student" or "teacher"
+    hu_window: tuple[float, float]  # how the training records clipped and scaled HU
+    divisor: int  # input height and width must be multiples of this
+    path: str
+
+    @property
+    def needs_boxes(self) -> bool:
+        return self.role == "teacher"
+
+
+def model_file(path: str) -> str:
+    """The ``.keras`` file ``path`` names, or the preferred one inside a run folder."""
+    if os.path.isdir(path):
+        for name in RUN_MODELS:
+            candidate = os.path.join(path, name)
+            if os.path.isfile(candidate):
+                return candidate
+        raise InputError(f"{path}: holds no usable model (no {' or '.join(RUN_MODELS)}; has training finished?)")
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such model file or run folder")
+    if not path.endswith(".keras"):
+        raise InputError(f"{path}: not a usable model (expected a run folder or a .keras file)")
+    return path
+
+
+def load_inference_model(path: str, hu_window: tuple[float, float] | None = None) -> InferenceModel:
+    """Load a student (branch dropped) or teacher; the HU window comes from the run's export.json."""
+    from o2l_tf.models import StudentSegmentor
+
+    file = model_file(path)
+    try:
+        network = keras.models.load_model(file, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a foreign or damaged file
+        reason = " ".join(str(error).split())[:160] or type(error).__name__
+        raise InputError(f"{file}: not a loadable o2l model ({reason})") from error
+    if isinstance(network, StudentSegmentor):
+        network = network.inference_model()
+    inputs = set(network.input) if isinstance(network.input, dict) else set()
+    if inputs == {"image"}:
+        role = "student"
+    elif inputs == {"image", "organ_box", "lesion_box"}:
+        role = "teacher"
+    else:
+        raise InputError(f"{file}: not an o2l student or teacher (inputs {sorted(inputs) or network.input})")
+    if hu_window is None:
+        info_path = os.path.join(os.path.dirname(file), EXPORT_INFO)
+        info = read_json(info_path) if os.path.isfile(info_path) else {}
+        hu_window = tuple(info.get("hu_window", PAPER_HU_WINDOW))
+    pools = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in network.layers)
+    return InferenceModel(network, role, (float(hu_window[0]), float(hu_window[1])), 2 ** pools, file)
