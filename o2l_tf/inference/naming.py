@@ -54,3 +54,12 @@ def case_id(path: str) -> str:
 def is_lits_volume(path: str) -> bool:
     lits = LITS_NAME.match(split_extension(path)[0])
     return bool(lits) and lits["kind"] == "volume"
+
+
+def is_image_name(path: str) -> bool:
+    """A NIfTI name that is not a LiTS label volume nor one of o2l's outputs (``_seg``, ``_probabilities``)."""
+    if not is_nifti(path):
+        return False
+    stem = split_extension(path)[0]
+    lits = LITS_NAME.match(stem)
+    return not (lits and lits["kind"] == "segmentation") and not stem.endswith(("_seg", "_probabilities"))

@@ -39,11 +39,14 @@ class PredictOptions:
 
 
 def collect_inputs(inputs: list[str]) -> list[str]:
-    """NIfTI files named directly, found in folders (not recursive) or matched by globs; order kept."""
+    """NIfTI files named directly, found in folders (not recursive) or matched by globs; order kept.
+
+    In folders, label volumes (LiTS ``segmentation-N``) and o2l's own outputs are skipped.
+    """
     files: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
-            found = sorted(os.path.join(item, n) for n in os.listdir(item) if naming.is_nifti(n))
+            found = sorted(os.path.join(item, n) for n in os.listdir(item) if naming.is_image_name(n))
             if not found:
                 raise InputError(f"{item}: folder holds no .nii or .nii.gz files")
         elif os.path.isfile(item):

@@ -31,18 +31,20 @@ class SlicePredictor:
         output = self.model.network(inputs, training=False)
         return tf.cast(output["segmentation"] if isinstance(output, dict) else output, tf.float32)
 
-    def _probabilities(self, hu, boxes):
+    def _padded_pass(self, hu, boxes):
         height, width = tf.shape(hu)[1], tf.shape(hu)[2]
         divisor = self.model.divisor
         pad = [[0, 0], [0, (divisor - height % divisor) % divisor], [0, (divisor - width % divisor) % divisor], [0, 0]]
         # Padding is 0 after scaling, i.e. the window's low end, as in validation during training.
         image = tf.pad(normalize_hu(hu, self.model.hu_window), pad)
-        boxes = tf.pad(boxes, pad)
-        probabilities = self._network(image, boxes)
-        if self.tta:  # left-right mirrored pass, mirrored back and averaged
-            mirrored = self._network(tf.reverse(image, [1]), tf.reverse(boxes, [1]))
+        return self._network(image, tf.pad(boxes, pad))[:, :height, :width]
+
+    def _probabilities(self, hu, boxes):
+        probabilities = self._padded_pass(hu, boxes)
+        if self.tta:  # the left-right mirrored slices, their prediction mirrored back, averaged
+            mirrored = self._padded_pass(tf.reverse(hu, [1]), tf.reverse(boxes, [1]))
             probabilities = 0.5 * (probabilities + tf.reverse(mirrored, [1]))
-        return probabilities[:, :height, :width]
+        return probabilities
 
     def __call__(self, hu: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
         if boxes is None:

@@ -10,15 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cli.main import main
+from tests.helpers import expect_one_line_error, run_cli
 from tests.tfrecords_builder.conftest import save_case
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as done:
-        main(args)
-    captured = capsys.readouterr()
-    return done.value.code, captured.out, captured.err
 
 
 @pytest.fixture()
@@ -30,12 +23,7 @@ def cohort(tmp_path, phantoms):
 
 
 def expect_error(capsys, args, out, *fragments):
-    code, _, err = run_cli(["build-records", *args, "--out", str(out), "--quiet", "--workers", "1"], capsys)
-    lines = [line for line in err.strip().splitlines() if not line.startswith(("I0000", "WARNING", "E0000"))]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("o2l build-records: error:"), lines
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+    expect_one_line_error(capsys, ["build-records", *args, "--out", str(out), "--quiet", "--workers", "1"], *fragments)
     assert not (out / "manifest.json").exists()
 
 

@@ -15,14 +15,7 @@ from o2l_tf.configs.run import apply_overrides, preset
 from o2l_tf.errors import InputError
 from o2l_tf.training import pseudo_labels
 from o2l_tf.training.run import train
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as done:
-        main(args)
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if not line.startswith(("I0000", "WARNING", "E0000", "W0000"))]
-    return done.value.code, captured.out, "\n".join(lines)
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")

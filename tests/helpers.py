@@ -1,0 +1,29 @@
+"""Helpers shared by the command-line tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli.main import main
+
+TF_NOISE = ("I0000", "WARNING", "E0000", "W0000")
+
+
+def run_cli(args, capsys):
+    """Run ``o2l args``; returns (exit code, stdout, stderr without TensorFlow's start-up log lines)."""
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if not line.startswith(TF_NOISE)]
+    return done.value.code, captured.out, "\n".join(lines)
+
+
+def expect_one_line_error(capsys, args, *fragments) -> str:
+    """The command fails with exit 2 and exactly one ``o2l <command>: error:`` line holding ``fragments``."""
+    code, _, err = run_cli(args, capsys)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith(f"o2l {args[0]}: error:"), lines
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

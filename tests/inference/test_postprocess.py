@@ -1,0 +1,58 @@
+"""Post-processing on hand-made label volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from o2l_tf.inference.postprocess import fill_axial_holes, postprocess
+
+
+def liver_block():
+    labels = np.zeros((30, 30, 12), np.uint8)
+    labels[5:20, 5:20, 2:10] = 1
+    return labels
+
+
+def test_detached_liver_island_is_removed():
+    labels = liver_block()
+    labels[24:27, 24:27, 4:6] = 1  # a separate island (e.g. the spleen mistaken for liver)
+    result = postprocess(labels)
+    assert result[24:27, 24:27, 4:6].max() == 0
+    np.testing.assert_array_equal(result[5:20, 5:20, 2:10], 1)
+    assert np.count_nonzero(result) == 15 * 15 * 8
+
+
+def test_holes_are_filled_including_a_vessel_crossing_the_liver():
+    labels = liver_block()
+    labels[10:12, 10:12, 4:6] = 0  # an enclosed hole: a 3D cavity
+    labels[14:16, 14:16, :] = 0  # a vessel running through the liver: open in 3D, a hole in every axial slice
+    result = postprocess(labels)
+    np.testing.assert_array_equal(result[5:20, 5:20, 2:10], 1)
+    assert result[14:16, 14:16, :2].max() == 0 and result[14:16, 14:16, 10:].max() == 0  # outside stays background
+
+
+def test_lesion_hole_is_filled_and_extrahepatic_lesion_removed():
+    labels = liver_block()
+    labels[8:13, 8:13, 3:7] = 2
+    labels[10, 10, 3:7] = 1  # a liver voxel enclosed by lesion in each slice: becomes lesion
+    labels[24:28, 24:28, 3:6] = 2  # a lesion outside the liver
+    result = postprocess(labels)
+    np.testing.assert_array_equal(result[8:13, 8:13, 3:7], 2)
+    assert result[24:28, 24:28].max() == 0
+    assert np.count_nonzero(result == 2) == 5 * 5 * 4
+
+
+def test_first_and_last_slices_are_filled_too_and_empty_stays_empty():
+    mask = np.zeros((9, 9, 3), bool)
+    mask[2:7, 2:7, :] = True
+    mask[4, 4, :] = False
+    np.testing.assert_array_equal(fill_axial_holes(mask)[2:7, 2:7, :], True)
+    assert postprocess(np.zeros((8, 8, 4), np.uint8)).max() == 0
+
+
+def test_postprocessing_keeps_the_largest_component_by_26_connectivity():
+    labels = liver_block()
+    labels[20, 20, 5] = 1  # touches the block's corner voxel (19, 19, 5) diagonally: same component
+    labels[21, 21, 5] = 1
+    result = postprocess(labels)
+    assert result[20, 20, 5] == 1 and result[21, 21, 5] == 1

@@ -1,0 +1,191 @@
+"""o2l predict: outputs on the input grid, equal to an independent slice-by-slice computation."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import nibabel as nib
+import numpy as np
+import pytest
+
+from o2l_tf.data.records import normalize_hu
+from o2l_tf.inference.loading import load_inference_model
+from o2l_tf.inference.predict import PredictOptions, predict_files
+from o2l_tf.inference.volume import SlicePredictor, predict_volume
+from o2l_tf.nifti import Reorientation, read_canonical_hu
+from tests.helpers import expect_one_line_error, run_cli
+
+RAW = PredictOptions(postprocess=False)
+
+
+def direct_probabilities(network, hu_canonical, window, divisor):
+    """Slice by slice with NumPy indexing: group (z-1, z, z+1) clamped, scaled, zero-padded, cropped back."""
+    height, width, depth = hu_canonical.shape
+    padded_h, padded_w = -(-height // divisor) * divisor, -(-width // divisor) * divisor
+    out = np.zeros((height, width, depth, 3), np.float32)
+    for z in range(depth):
+        group = hu_canonical[:, :, [max(z - 1, 0), z, min(z + 1, depth - 1)]].astype(np.float32)
+        image = np.zeros((1, padded_h, padded_w, 3), np.float32)
+        image[0, :height, :width] = normalize_hu(group, window).numpy()
+        out[:, :, z] = np.asarray(network({"image": image}, training=False))[0, :height, :width]
+    return out
+
+
+def test_loader_drops_the_branch_and_reads_window_and_divisor(student_run):
+    model = load_inference_model(student_run)
+    assert model.role == "student" and model.divisor == 8 and model.hu_window == (-150.0, 250.0)
+    assert not any("localization" in layer.name for layer in model.network.layers)
+    assert load_inference_model(student_run, hu_window=(-100, 200)).hu_window == (-100.0, 200.0)
+
+
+@pytest.mark.parametrize("batch_size, tta", [(1, False), (4, False), (3, True)])
+def test_volume_prediction_equals_slice_by_slice_computation(student_run, phantom, batch_size, tta):
+    model = load_inference_model(student_run)
+    hu = np.rint(phantom.volume).astype(np.int16)[:37, :29]  # in-plane sizes that need padding to 8
+    expected = direct_probabilities(model.network, hu, model.hu_window, model.divisor)
+    if tta:
+        mirrored = direct_probabilities(model.network, hu[::-1], model.hu_window, model.divisor)[::-1]
+        expected = 0.5 * (expected + mirrored)
+    labels, quantised = predict_volume(SlicePredictor(model, tta=tta), hu, batch_size=batch_size, probabilities=True)
+    np.testing.assert_allclose(quantised / 255.0, expected, atol=1 / 510 + 1e-6)
+    margin = np.sort(expected, axis=-1)[..., -1] - np.sort(expected, axis=-1)[..., -2]
+    decided = margin > 1e-4  # ties within float noise may argmax either way
+    np.testing.assert_array_equal(labels[decided], expected.argmax(-1)[decided])
+    counts = np.bincount(labels.ravel(), minlength=3) / labels.size
+    assert (counts > 0.01).sum() >= 2, counts  # the random network's labels vary: the comparison means something
+
+
+def test_same_anatomy_whatever_the_orientation(student_run, saved, tmp_path):
+    outputs = {}
+    for orientation in ("RAS", "LPS", "PRS", "AIL"):
+        path = saved(orientation)
+        predict_files(student_run, [path], str(tmp_path / f"out_{orientation}"), PredictOptions(), progress=False,
+                      log=lambda *_: None)
+        written = nib.load(str(tmp_path / f"out_{orientation}" / "segmentation-1.nii.gz"))
+        source = nib.load(path)
+        assert written.shape == source.shape and written.get_data_dtype() == np.uint8
+        np.testing.assert_array_equal(written.affine, source.affine)
+        outputs[orientation] = Reorientation.of(written).to_canonical(np.asarray(written.dataobj))
+    assert outputs["RAS"].any()
+    for orientation, labels in outputs.items():
+        np.testing.assert_array_equal(labels, outputs["RAS"], err_msg=orientation)
+
+
+def save(path, data, affine=None, slope=None, inter=0.0):
+    image = nib.Nifti1Image(data, np.diag([0.8, 0.7, 2.5, 1.0]) if affine is None else affine)
+    if slope is not None:
+        image.header.set_slope_inter(slope, inter)
+    image.to_filename(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("shape, dtype, slope", [
+    ((40, 40, 1), np.int16, None), ((40, 40, 2), np.int16, None), ((37, 53, 5), np.int16, None),
+    ((40, 40, 4), np.int32, None), ((40, 40, 4), np.float32, None), ((40, 40, 4), np.uint16, 0.5),
+])
+def test_small_odd_and_differently_typed_volumes_predict(student_run, phantom, tmp_path, shape, dtype, slope):
+    hu = np.resize(phantom.volume[:, :, 4:4 + shape[2]], shape)
+    stored = (hu + 1024) / slope if slope else hu
+    path = save(tmp_path / "scan.nii.gz", stored.astype(dtype), slope=slope, inter=-1024.0 if slope else 0.0)
+    predict_files(student_run, [path], str(tmp_path / "out"), RAW, progress=False, log=lambda *_: None)
+    written = nib.load(str(tmp_path / "out" / "scan_seg.nii.gz"))
+    assert written.shape == shape and set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
+    np.testing.assert_array_equal(written.affine, nib.load(path).affine)
+    # The network saw the scaled HU: predicting from the true HU gives the same labels.
+    model = load_inference_model(student_run)
+    expected, _ = predict_volume(SlicePredictor(model), np.rint(hu.astype(np.float32)).astype(np.int16))
+    np.testing.assert_array_equal(np.asarray(written.dataobj), expected)
+
+
+def test_canonical_reading_applies_scaling_in_slabs(tmp_path):
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 4000, (11, 7, 21)).astype(np.int16)
+    affine = np.array([[0, -0.7, 0, 10], [0, 0, 2.0, -5], [-0.9, 0, 0, 3], [0, 0, 0, 1]], float)
+    path = save(tmp_path / "scaled.nii.gz", stored, affine, slope=0.5, inter=-1000.0)
+    image = nib.load(path)
+    reorientation = Reorientation.of(image)
+    expected = reorientation.to_canonical(np.rint(stored * 0.5 - 1000.0).astype(np.int16))
+    np.testing.assert_array_equal(read_canonical_hu(image, path, reorientation, slab=4), expected)
+
+
+@pytest.mark.parametrize("sform_code, qform_code", [(1, 0), (0, 1), (2, 1)])
+def test_header_geometry_is_copied_exactly(student_run, phantom, tmp_path, sform_code, qform_code):
+    affine = np.array([[-0.76, 0.01, 0, 120.5], [0, -0.76, 0, 88.25], [0, 0, 2.5, -300.0], [0, 0, 0, 1]])
+    image = nib.Nifti1Image(np.rint(phantom.volume).astype(np.int16), affine)
+    image.set_sform(affine if sform_code else None, sform_code)
+    image.set_qform(affine if qform_code else None, qform_code)
+    path = str(tmp_path / "case.nii")
+    image.to_filename(path)
+    source = nib.load(path)
+    predict_files(student_run, [path], str(tmp_path / "out"), RAW, progress=False, log=lambda *_: None)
+    written = nib.load(str(tmp_path / "out" / "case_seg.nii.gz"))
+    np.testing.assert_array_equal(written.affine, source.affine)
+    for coded in ("get_sform", "get_qform"):
+        expected, code = getattr(source.header, coded)(coded=True)
+        got, got_code = getattr(written.header, coded)(coded=True)
+        assert got_code == code
+        if code:
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_probabilities_and_preview_files(student_run, saved, tmp_path):
+    path = saved("LPS", "test-volume-3.nii")
+    options = PredictOptions(postprocess=False, probabilities=True, preview=True)
+    predict_files(student_run, [path], str(tmp_path / "out"), options, progress=False, log=lambda *_: None)
+    labels = np.asarray(nib.load(str(tmp_path / "out" / "test-segmentation-3.nii")).dataobj)
+    probabilities = nib.load(str(tmp_path / "out" / "test-segmentation-3_probabilities.nii")).get_fdata()
+    assert probabilities.shape == labels.shape + (3,)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=3 / 510)
+    confident = np.sort(probabilities, -1)[..., -1] - np.sort(probabilities, -1)[..., -2] > 2 / 255
+    np.testing.assert_array_equal(probabilities.argmax(-1)[confident], labels[confident])
+    with open(tmp_path / "out" / "test-segmentation-3.png", "rb") as stream:
+        assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inputs_by_folder_and_glob_through_the_cli(student_run, saved, tmp_path, capsys):
+    first = saved("RAS", "volume-1.nii.gz")
+    second = saved("LPS", "volume-2.nii.gz")
+    before = {p: open(p, "rb").read() for p in (first, second)}
+    code, out, err = run_cli(["predict", "--model", student_run, os.path.dirname(first),
+                              os.path.join(os.path.dirname(second), "volume-*.nii.gz"), "-o", str(tmp_path / "preds"),
+                              "--quiet"], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "preds")) == ["segmentation-1.nii.gz", "segmentation-2.nii.gz"]
+    assert "done: 2 prediction(s)" in out
+    assert all(open(p, "rb").read() == data for p, data in before.items())  # inputs untouched
+
+
+def test_bad_inputs_give_one_line_and_write_nothing(student_run, saved, tmp_path, capsys):
+    path = saved("RAS")
+    out = tmp_path / "out"
+    four_d = save(tmp_path / "four_d.nii.gz", np.zeros((8, 8, 4, 2), np.int16))
+    expect_one_line_error(capsys, ["predict", "--model", student_run, four_d, "-o", str(out)], "four_d.nii.gz", "3D")
+    expect_one_line_error(capsys, ["predict", "--model", str(tmp_path), path, "-o", str(out)], "no usable model")
+    expect_one_line_error(capsys, ["predict", "--model", path, path, "-o", str(out)], "not a usable model")
+    expect_one_line_error(capsys, ["predict", "--model", student_run, path, "-o", os.path.dirname(path), "--name",
+                                   "{name}.nii.gz"], "would overwrite an input")
+    expect_one_line_error(capsys, ["predict", "--model", student_run, str(tmp_path / "none-*.nii"), "-o", str(out)],
+                          "none-*.nii")
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(open(path, "rb").read()[:300])
+    expect_one_line_error(capsys, ["predict", "--model", student_run, path, str(broken), "-o", str(out)],
+                          "broken.nii.gz")
+    assert not out.exists() or not [n for n in os.listdir(out) if n.endswith((".nii", ".nii.gz"))]
+
+
+def test_a_teacher_predicts_with_a_box_file_and_refuses_without(tmp_path, saved, capsys):
+    from o2l_tf.configs.model import ModelConfig
+    from o2l_tf.models import TeacherAnnotator
+
+    run = tmp_path / "teacher_run"
+    run.mkdir()
+    TeacherAnnotator(ModelConfig(depth=2, base_filters=4)).save(str(run / "teacher.keras"))
+    path = saved("LPS")
+    expect_one_line_error(capsys, ["predict", "--model", str(run), path, "-o", str(tmp_path / "out")], "--boxes")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("case_id,class,x0,y0,z0,x1,y1,z1\n1,liver,5,6,0,30,33,8\n1,lesion,10,12,2,14,15,4\n")
+    code, _, err = run_cli(["predict", "--model", str(run), path, "-o", str(tmp_path / "out"), "--boxes", str(boxes),
+                            "--quiet"], capsys)
+    assert code == 0, err
+    assert nib.load(str(tmp_path / "out" / "segmentation-1.nii.gz")).shape == nib.load(path).shape
