@@ -19,7 +19,11 @@ demo: $(INSTALLED)
 	$(BIN)/o2l inspect-records $(DEMO_DIR)/records --png $(DEMO_DIR)/records.png
 	$(BIN)/o2l train --role teacher --records $(DEMO_DIR)/records --model-dir $(DEMO_DIR)/runs/teacher --preset demo --overwrite --quiet
 	$(BIN)/o2l train --role student --records $(DEMO_DIR)/records --teacher $(DEMO_DIR)/runs/teacher --model-dir $(DEMO_DIR)/runs/student --preset demo --overwrite --quiet
-	@echo "Demo outputs in $(DEMO_DIR)/: phantoms/preview.png, records.png, runs/ (tensorboard --logdir $(DEMO_DIR)/runs)"
+	$(BIN)/o2l synth $(DEMO_DIR)/test --cases 2 --size 256 --slices 60:90 --seed 1 --overwrite --quiet
+	$(BIN)/o2l predict --model $(DEMO_DIR)/runs/student $(DEMO_DIR)/test -o $(DEMO_DIR)/predictions --preview --quiet
+	$(BIN)/o2l evaluate --pred $(DEMO_DIR)/predictions --ref $(DEMO_DIR)/test --csv $(DEMO_DIR)/evaluation.csv
+	@echo "Demo outputs in $(DEMO_DIR)/: phantoms/preview.png, records.png, runs/ (tensorboard --logdir $(DEMO_DIR)/runs),"
+	@echo "predictions/ (held-out phantoms test/, with PNG previews) and evaluation.csv"
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q

@@ -49,16 +49,26 @@ class SoftCrossEntropy(keras.losses.Loss):
         return {**super().get_config(), "class_weights": self.class_weights}
 
 
-def teacher_loss() -> SoftCrossEntropy:
-    """Eq. (3): cross-entropy of the teacher against one-hot labels of strong slices."""
-    return SoftCrossEntropy(name="teacher_cross_entropy")
+def _unweighted_is_none(class_weights):
+    return None if class_weights is None or all(w == 1.0 for w in class_weights) else class_weights
 
 
-def student_losses(alpha: float = 1.0, localization_weights=PAPER_LOCALIZATION_WEIGHTS, localization: bool = True):
+def teacher_loss(class_weights=None) -> SoftCrossEntropy:
+    """Eq. (3): cross-entropy of the teacher against one-hot labels of strong slices.
+
+    ``class_weights`` (background, liver, lesion): the paper's loss is unweighted; short schedules (the demo)
+    weight the rare lesion class up so it is learned in minutes rather than thousands of epochs.
+    """
+    return SoftCrossEntropy(_unweighted_is_none(class_weights), name="teacher_cross_entropy")
+
+
+def student_losses(alpha: float = 1.0, localization_weights=PAPER_LOCALIZATION_WEIGHTS, localization: bool = True,
+                   segmentation_weights=None):
     """Eq. (4) as Keras (losses, loss_weights) for the student's two outputs."""
     if alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}")
-    losses = {"segmentation": SoftCrossEntropy(name="segmentation_cross_entropy")}
+    losses = {"segmentation": SoftCrossEntropy(_unweighted_is_none(segmentation_weights),
+                                               name="segmentation_cross_entropy")}
     weights = {"segmentation": 1.0}
     if localization:
         losses["localization"] = SoftCrossEntropy(localization_weights, name="localization_cross_entropy")

@@ -26,6 +26,7 @@ class DataSettings:
     crop_size: int = 320
     scale_range: tuple[float, float] = (0.8, 1.2)
     flip: bool = True
+    foreground_crop: float = 0.0  # share of crops around a lesion (else liver) pixel; the paper crops uniformly
     batch_size: int = 2  # global batch, split across replicas
     examples_per_case: int = 6
     shuffle_buffer: int = 512
@@ -42,6 +43,7 @@ class TrainSettings:
     decay_rate: float = 0.95
     alpha: float = 1.0
     localization_weights: tuple[float, float, float] = (1.0, 0.1, 1.0)
+    segmentation_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # the paper's Eq. (3)/(4): unweighted
     localization: bool = True
     weak_labels: str = "pseudo"
     validate_every: int = 1
@@ -76,6 +78,8 @@ class RunConfig:
                 raise InputError(f"{name} must be at least 1, got {value}")
         if not 0 < d.scale_range[0] <= d.scale_range[1]:
             raise InputError(f"data.scale_range must be 0 < low <= high, got {d.scale_range}")
+        if not 0.0 <= d.foreground_crop <= 1.0:
+            raise InputError(f"data.foreground_crop must be in [0, 1], got {d.foreground_crop}")
         if t.learning_rate <= 0:
             raise InputError(f"train.learning_rate must be positive, got {t.learning_rate}")
 

@@ -44,10 +44,32 @@ def parse_pseudo_example(serialized) -> dict:
     return example
 
 
-def augment(image, target, boxes, seed, crop_size: int, scale_range, flip: bool):
+def _crop_corner(target, limit, crop_size: int, seeds, foreground_crop: float):
+    """Top-left corner of the crop: uniform, or -- with probability ``foreground_crop`` -- around a random
+    lesion pixel (else a liver pixel) of the target, so the rare class is seen often (nnU-Net's oversampling)."""
+    uniform = tf.stack([tf.random.stateless_uniform([], seeds[0], 0, limit[0], dtype=tf.int32),
+                        tf.random.stateless_uniform([], seeds[1], 0, limit[1], dtype=tf.int32)])
+    if foreground_crop <= 0:
+        return uniform
+    lesion = tf.where(target[..., 2] > 0.5)
+    pixels = tf.cond(tf.shape(lesion)[0] > 0, lambda: lesion, lambda: tf.where(target[..., 1] > 0.5))
+    count = tf.shape(pixels)[0]
+
+    def around_foreground():
+        pick = tf.random.stateless_uniform([], seeds[2], 0, tf.maximum(count, 1), dtype=tf.int32)
+        # The pixel lands anywhere in the middle half of the crop, not always at its centre.
+        jitter = tf.random.stateless_uniform([2], seeds[3], -(crop_size // 4), crop_size // 4 + 1, dtype=tf.int32)
+        corner = tf.cast(pixels[pick], tf.int32) - crop_size // 2 + jitter
+        return tf.clip_by_value(corner, 0, limit - 1)
+
+    wanted = tf.random.stateless_uniform([], seeds[4], 0.0, 1.0) < foreground_crop
+    return tf.cond(tf.logical_and(wanted, count > 0), around_foreground, lambda: uniform)
+
+
+def augment(image, target, boxes, seed, crop_size: int, scale_range, flip: bool, foreground_crop: float = 0.0):
     """Random scale, crop and flips, identical for image (bilinear) and target/boxes (nearest)."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    seeds = tf.random.experimental.stateless_split(seed, 5)
+    seeds = tf.random.experimental.stateless_split(seed, 6)
     scale = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
     size = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32)
     image = tf.image.resize(image, size, method="bilinear")
@@ -62,9 +84,9 @@ def augment(image, target, boxes, seed, crop_size: int, scale_range, flip: bool)
     labels = tf.concat([tf.maximum(labels[..., :1], 1.0 - background), labels[..., 1:]], -1)
     stack = tf.concat([image, labels], -1)
     limit = tf.shape(stack)[:2] - crop_size + 1
-    top = tf.random.stateless_uniform([], seeds[1], 0, limit[0], dtype=tf.int32)
-    left = tf.random.stateless_uniform([], seeds[2], 0, limit[1], dtype=tf.int32)
-    stack = stack[top:top + crop_size, left:left + crop_size]
+    corner_seeds = tf.random.experimental.stateless_split(seeds[5], 5)
+    corner = _crop_corner(stack[..., image.shape[-1] or 3:], limit, crop_size, corner_seeds, foreground_crop)
+    stack = stack[corner[0]:corner[0] + crop_size, corner[1]:corner[1] + crop_size]
     if flip:
         stack = tf.cond(tf.random.stateless_uniform([], seeds[3]) < 0.5, lambda: stack[::-1], lambda: stack)
         stack = tf.cond(tf.random.stateless_uniform([], seeds[4]) < 0.5, lambda: stack[:, ::-1], lambda: stack)
@@ -112,12 +134,19 @@ def training_dataset(sources: list[tuple[list[str], str, callable, callable, flo
         image, target, boxes = element
         example_seed = tf.stack([tf.constant(epoch_seed, tf.int64), tf.cast(index, tf.int64)])
         image, target, boxes = augment(image, target, boxes, example_seed, settings.crop_size,
-                                       settings.scale_range, settings.flip)
+                                       settings.scale_range, settings.flip, settings.foreground_crop)
         return to_model_io(role, image, target, boxes, localization)
 
     dataset = indexed.map(augment_one, num_parallel_calls=AUTOTUNE, deterministic=True)
     # repeat(): Keras takes exactly steps_per_epoch batches; the repeat only spares it an end-of-data warning.
-    return dataset.batch(settings.batch_size, drop_remainder=True).repeat().prefetch(AUTOTUNE)
+    return _shard_by_data(dataset.batch(settings.batch_size, drop_remainder=True).repeat().prefetch(AUTOTUNE))
+
+
+def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Multi-worker sharding by element: a split may have fewer shard files than there are workers."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def pad_to_multiple(tensor, multiple: int, value=0.0):
@@ -140,4 +169,5 @@ def validation_dataset(files, compression: str, settings, role: str, localizatio
         boxes = pad_to_multiple(example["box_channels"], multiple)
         return to_model_io(role, image, target, boxes, localization)
 
-    return dataset.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(settings.val_batch_size).prefetch(AUTOTUNE)
+    return _shard_by_data(dataset.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(settings.val_batch_size)
+                          .prefetch(AUTOTUNE))

@@ -99,11 +99,11 @@ def compile_model(model, config: RunConfig, jit: bool):
     optimizer = keras.optimizers.SGD(learning_rate=t.learning_rate, momentum=t.momentum)
     metrics = [DiceScore("liver"), DiceScore("lesion")]
     if isinstance(model, StudentSegmentor):
-        losses, weights = student_losses(t.alpha, t.localization_weights)
+        losses, weights = student_losses(t.alpha, t.localization_weights, t.localization, t.segmentation_weights)
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                       metrics={"segmentation": metrics}, jit_compile=jit)
     else:
-        model.compile(optimizer=optimizer, loss=teacher_loss(), metrics=metrics, jit_compile=jit)
+        model.compile(optimizer=optimizer, loss=teacher_loss(t.segmentation_weights), metrics=metrics, jit_compile=jit)
     return optimizer
 
 
@@ -169,6 +169,7 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
         model = build_model(config)
         model.set_weights(initial_weights)
         optimizer = compile_model(model, config, jit)
+        strategies.allow_multi_worker_fit(model, strategy, jit)
         optimizer.build(model.trainable_variables)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
@@ -186,9 +187,9 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
     if chief:
         panels = _panel_batches(config, records_dir, manifest, sources, multiple)
 
-        def predict(inputs):
-            output = model.predict(inputs, verbose=0)
-            return output["segmentation"] if isinstance(output, dict) else output
+        def predict(inputs):  # a direct call: no collective, so only the chief runs it, under any strategy
+            output = model(inputs, training=False)
+            return np.asarray(output["segmentation"] if isinstance(output, dict) else output)
 
         callbacks.append(cb.TensorBoardLogger(os.path.join(write_dir, "logs"), json.dumps(record, indent=2),
                                               panels, config.train.images_every, predict, hu_window))

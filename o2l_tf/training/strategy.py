@@ -55,3 +55,41 @@ def is_chief() -> bool:
         return True
     task = json.loads(tf_config).get("task", {})
     return task.get("type", "worker") in ("chief", "worker") and int(task.get("index", 0)) == 0
+
+
+def allow_multi_worker_fit(model: keras.Model, strategy: tf.distribute.Strategy, jit: bool = False) -> None:
+    """Let Keras 3's ``Model.fit`` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Keras' own path fails there twice, in bookkeeping rather than in training: (1) before each ``fit`` it builds
+    the metrics symbolically from a batch obtained with ``strategy.reduce("MEAN", batch)``, a collective that fails
+    on nested (dict) batches -- the build only needs shapes, so the first local replica's values serve; (2) it
+    reduces the step's scalar logs with ``axis=0`` -- here they are averaged over replicas with ``axis=None``.
+    The step itself is Keras' ``train_step``/``test_step`` run by ``strategy.run``, as in ``fit``. Call after
+    ``compile`` (which resets the step functions).
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+
+    def symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, distributed in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0]
+                    if isinstance(value, tf.distribute.DistributedValues) else value, next(distributed))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    def distributed(step):
+        step = tf.function(step, reduce_retracing=True, jit_compile=jit)
+
+        @tf.function(reduce_retracing=True)
+        def run(iterator):
+            logs = strategy.run(step, args=(next(iterator),))
+            return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), logs)
+
+        return run
+
+    model._maybe_symbolic_build = symbolic_build
+    model.train_function = distributed(model.train_step)
+    model.test_function = distributed(model.test_step)

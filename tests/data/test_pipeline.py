@@ -39,6 +39,29 @@ def test_augmentation_keeps_image_target_and_boxes_aligned():
         np.testing.assert_allclose(out_image[..., 0][uniform] * 2, classes[uniform], atol=1e-4)
 
 
+def test_foreground_crops_hold_the_lesion_and_stay_aligned():
+    size = 96
+    image = np.zeros((size, size, 3), "float32")
+    target = np.zeros((size, size, 3), "float32")
+    target[..., 0] = 1
+    target[60:64, 70:74] = [0, 0, 1]  # one small lesion far from the centre
+    image[60:64, 70:74, 0] = 1.0
+    boxes = np.zeros((size, size, 2), "float32")
+    boxes[60:64, 70:74] = 1
+    hits = {}
+    for share in (0.0, 1.0):
+        hits[share] = 0
+        for index in range(60):
+            out_image, out_target, out_boxes = (t.numpy() for t in pipeline.augment(
+                image, target, boxes, tf.constant([3, index], tf.int64), 32, (1.0, 1.0), True, share))
+            has_lesion = out_target[..., 2] > 0.5
+            np.testing.assert_array_equal(out_image[..., 0] > 0.5, has_lesion)
+            np.testing.assert_array_equal(out_boxes[..., 1] > 0.5, has_lesion)
+            hits[share] += bool(has_lesion.any())
+    assert hits[1.0] == 60  # always: the lesion pixel lies in the middle half of the crop
+    assert hits[0.0] < 30  # uniform crops of 32 from 96 rarely contain it (expected ~1/9 of the time)
+
+
 def test_scale_one_without_flips_is_a_plain_crop():
     image, target, boxes = pattern()
     out_image, out_target, _ = pipeline.augment(image, target, boxes, tf.constant([1, 2], tf.int64), 32, (1.0, 1.0),

@@ -1,13 +1,11 @@
-"""tf.distribute: MirroredStrategy over 2 logical CPUs follows the single-device loss trajectory.
-
-Not here yet: the 2-worker MultiWorkerMirroredStrategy test. Keras 3's Model.fit does not run under that strategy
-(keras-team/keras#20585: "Attempt to convert a value (PerReplica ...)"); it needs o2l's own training step.
-"""
+"""tf.distribute: MirroredStrategy over 2 logical CPUs, and a 2-worker MultiWorkerMirroredStrategy cluster on
+127.0.0.1 (TF_CONFIG), both follow the single-device loss trajectory; the two workers agree exactly."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -21,12 +19,30 @@ HELPER = os.path.join(os.path.dirname(__file__), "distributed_run.py")
 TOLERANCE = dict(rtol=2e-2)
 
 
-def run(records, model_dir, logical, devices=None, env=None):
-    process = subprocess.run([sys.executable, HELPER, records, model_dir, str(logical)] + ([devices] if devices else []),
-                             capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
-    assert process.returncode == 0, process.stderr[-3000:]
-    line = [l for l in process.stdout.splitlines() if l.startswith("HISTORY ")][-1]
+def start(records, model_dir, logical, devices=None, env=None):
+    return subprocess.Popen([sys.executable, HELPER, records, model_dir, str(logical)] + ([devices] if devices else []),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def history(process):
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    line = [l for l in out.splitlines() if l.startswith("HISTORY ")][-1]
     return json.loads(line[len("HISTORY "):])
+
+
+def run(records, model_dir, logical, devices=None):
+    return history(start(records, model_dir, logical, devices))
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
 
 @pytest.mark.slow
@@ -35,3 +51,20 @@ def test_two_logical_cpus_give_the_single_device_loss_trajectory(small_records, 
     mirrored = run(small_records, str(tmp_path / "two"), 2, "CPU:0,CPU:1")
     assert len(single) == len(mirrored) == 3
     np.testing.assert_allclose(mirrored, single, **TOLERANCE)
+
+
+@pytest.mark.slow
+def test_two_workers_with_tf_config_complete_and_agree(small_records, tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(start(small_records, str(tmp_path / f"worker{index}"), 1,
+                               env={"TF_CONFIG": json.dumps(tf_config)}))
+    chief, other = (history(process) for process in processes)
+    assert len(chief) == len(other) == 3
+    np.testing.assert_allclose(other, chief, rtol=1e-6)  # one synchronized model: the same numbers on both
+    np.testing.assert_allclose(chief, run(small_records, str(tmp_path / "single"), 1), **TOLERANCE)
+    # Only the chief (worker 0) writes the run folder; worker 1 writes its checkpoints to a temporary folder.
+    assert os.path.exists(tmp_path / "worker0" / "teacher.keras")
+    assert not os.path.exists(tmp_path / "worker1" / "teacher.keras")
