@@ -51,3 +51,15 @@ def test_student_losses_follow_equation_4():
         SoftCrossEntropy(class_weights=[1, -0.1, 1])
     assert SoftCrossEntropy.from_config(losses["segmentation"].get_config()).class_weights is None
 
+
+
+def test_segmentation_class_weights_are_opt_in():
+    from o2l_tf.losses import teacher_loss
+
+    assert teacher_loss().class_weights is None and teacher_loss((1, 1, 1)).class_weights is None  # the paper
+    weighted = teacher_loss((1, 1, 4))
+    probabilities = np.array([[[[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]]], "float32")
+    targets = np.array([[[[0, 0, 1], [1, 0, 0]]]], "float32")
+    assert float(weighted(targets, probabilities)) == pytest.approx((-4 * math.log(0.5) - math.log(0.6)) / 2, rel=1e-6)
+    losses, _ = student_losses(segmentation_weights=(1, 1, 4))
+    assert losses["segmentation"].class_weights == [1.0, 1.0, 4.0]
