@@ -19,6 +19,7 @@ ROLES = ("teacher", "student")
 WEAK_LABELS = ("pseudo", "boxes", "none")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 JIT = ("auto", "on", "off")
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class DataSettings:
 class TrainSettings:
     epochs: int = 1500
     learning_rate: float = 1e-3
+    optimizer: str = "sgd"  # the paper's SGD with momentum; "adam" for short schedules
     momentum: float = 0.9
     decay_start_epoch: int = 0  # 0 = no decay; the student decays x decay_rate per epoch after this epoch
     decay_rate: float = 0.95
@@ -70,6 +72,8 @@ class RunConfig:
             raise InputError(f"train.weak_labels must be one of {WEAK_LABELS}, got {t.weak_labels!r}")
         if t.precision not in PRECISIONS:
             raise InputError(f"train.precision must be one of {PRECISIONS}, got {t.precision!r}")
+        if t.optimizer not in OPTIMIZERS:
+            raise InputError(f"train.optimizer must be one of {OPTIMIZERS}, got {t.optimizer!r}")
         if t.jit not in JIT:
             raise InputError(f"train.jit must be one of {JIT}, got {t.jit!r}")
         for name, value in (("train.epochs", t.epochs), ("data.batch_size", d.batch_size),

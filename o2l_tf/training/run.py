@@ -96,7 +96,10 @@ def build_model(config: RunConfig):
 
 def compile_model(model, config: RunConfig, jit: bool):
     t = config.train
-    optimizer = keras.optimizers.SGD(learning_rate=t.learning_rate, momentum=t.momentum)
+    if t.optimizer == "adam":  # not the paper's: for schedules of minutes instead of thousands of epochs
+        optimizer = keras.optimizers.Adam(learning_rate=t.learning_rate)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate=t.learning_rate, momentum=t.momentum)
     metrics = [DiceScore("liver"), DiceScore("lesion")]
     if isinstance(model, StudentSegmentor):
         losses, weights = student_losses(t.alpha, t.localization_weights, t.localization, t.segmentation_weights)

@@ -82,7 +82,8 @@ def save(path, data, affine=None, slope=None, inter=0.0):
 
 @pytest.mark.parametrize("shape, dtype, slope", [
     ((40, 40, 1), np.int16, None), ((40, 40, 2), np.int16, None), ((37, 53, 5), np.int16, None),
-    ((40, 40, 4), np.int32, None), ((40, 40, 4), np.float32, None), ((40, 40, 4), np.uint16, 0.5),
+    ((40, 40, 4), np.int32, None), ((40, 40, 4), np.float32, None), ((40, 40, 4), np.float32, 0.5),
+    ((40, 40, 4), np.uint16, 0.5),
 ])
 def test_small_odd_and_differently_typed_volumes_predict(student_run, phantom, tmp_path, shape, dtype, slope):
     hu = np.resize(phantom.volume[:, :, 4:4 + shape[2]], shape)
