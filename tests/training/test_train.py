@@ -234,3 +234,27 @@ def test_exported_savedmodel_uses_the_records_hu_window(small_records, tmp_path)
     np.testing.assert_allclose(served.serve(hu).numpy(), expected, atol=1e-6)
     paper_window = inference({"image": normalize_hu(hu)}, training=False).numpy()
     assert np.abs(paper_window - expected).max() > 1e-3  # the window matters, so the test can fail
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_training_runs_with_finite_losses(small_records, tmp_path, precision):
+    config = apply_overrides(preset("test", "student"), ["train.epochs=1", "train.images_every=0",
+                                                         f"train.precision={precision}", "train.weak_labels=none"])
+    try:
+        summary = train(config, small_records, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+        model = keras.models.load_model(tmp_path / "run" / "student.keras")
+        assert model.layers[-1].compute_dtype == "float32"  # the softmax stays float32
+        assert any(layer.compute_dtype == precision.split("_")[1] for layer in model.layers)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert all(np.isfinite(summary["history"]["loss"]))
+    if precision == "mixed_float16":  # Keras wraps the optimizer in dynamic loss scaling for float16
+        from o2l_tf.training.run import build_model, compile_model
+
+        keras.config.set_dtype_policy(precision)
+        try:
+            model = build_model(config)
+            compile_model(model, config, jit=False)
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        finally:
+            keras.config.set_dtype_policy("float32")
