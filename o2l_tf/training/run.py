@@ -223,13 +223,13 @@ def _quiet(*_args, **_kwargs):
 
 
 def export(model, config: RunConfig, model_dir: str, hu_window) -> dict:
-    """Export the best checkpoint (by val lesion Dice) if there is one, else the last weights.
+    """Export the final weights (``train.export_weights=last``, default) or the best checkpoint by val lesion Dice.
 
     The SavedModel's HU input is clipped and scaled with the records' ``hu_window``, as in training.
     """
     best = os.path.join(model_dir, "checkpoints", "best.weights.h5")
-    source = {"weights": "last"}
-    if os.path.exists(best):
+    source = {"weights": "last", "epoch": config.train.epochs}
+    if config.train.export_weights == "best" and os.path.exists(best):
         model.load_weights(best)
         source = {"weights": "best", **read_json(os.path.join(model_dir, "checkpoints", "best.json"))}
     files = []

@@ -109,11 +109,25 @@ def test_resume_after_interruption_equals_uninterrupted_run(small_records, tmp_p
     for a, b in zip(full.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert full.optimizer is not None and resumed.optimizer is not None
-    # The export holds the best checkpoint (weights and optimizer state) of each run: the same epoch in both.
+    # Both runs export their final weights (train.export_weights=last): epoch 3, with equal optimizer state.
     exported = json.load(open(tmp_path / "resumed" / "export.json"))["source"]
     assert exported == json.load(open(tmp_path / "full" / "export.json"))["source"]
-    best_epoch = exported.get("epoch", 3)
-    assert int(resumed.optimizer.iterations) == int(full.optimizer.iterations) == best_epoch * summary["steps_per_epoch"]
+    assert exported == {"weights": "last", "epoch": 3}
+    assert int(resumed.optimizer.iterations) == int(full.optimizer.iterations) == 3 * summary["steps_per_epoch"]
+
+
+def test_export_of_the_best_checkpoint_on_request(small_records, tmp_path):
+    config = apply_overrides(preset("test", "teacher"), ["train.epochs=3", "train.images_every=0",
+                                                         "train.export_weights=best"])
+    train(config, small_records, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+    exported = json.load(open(tmp_path / "run" / "export.json"))["source"]
+    best = json.load(open(tmp_path / "run" / "checkpoints" / "best.json"))
+    assert exported == {"weights": "best", **best}
+    model = keras.models.load_model(tmp_path / "run" / "teacher.keras")
+    reference = keras.models.load_model(tmp_path / "run" / "teacher.keras")
+    reference.load_weights(str(tmp_path / "run" / "checkpoints" / "best.weights.h5"))
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_pseudo_labels_round_trip_and_staleness(teacher_run, small_records, tmp_path):
