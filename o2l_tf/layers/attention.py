@@ -31,19 +31,21 @@ class BoxAttention(keras.layers.Layer):
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
         self.mode, self.shortcut, self.kernel_size = mode, bool(shortcut), kernel_size
         self.norm_momentum = norm_momentum
-        self.gates: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
+        self.gate_names = ("organ", "lesion") if mode == "o2l" else ("boxes",)
 
     def build(self, input_shape):
         feature_shape, box_shape = input_shape[0], input_shape[1]
         channels = feature_shape[-1]
-        names = ("organ", "lesion") if self.mode == "o2l" else ("boxes",)
         box_channels = 1 if self.mode == "o2l" else 2
-        for name in names:
+        for name in self.gate_names:
             conv = keras.layers.Conv2D(channels, self.kernel_size, padding="same", use_bias=False, name=f"{name}_conv")
             norm = keras.layers.BatchNormalization(momentum=self.norm_momentum, synchronized=True, name=f"{name}_norm")
             conv.build((*box_shape[:-1], box_channels))
             norm.build((*box_shape[:-1], channels))
-            self.gates.append((conv, norm))
+            # Plain attributes, like ConvBlock's: tf.train.Checkpoint follows them, whereas layers kept in a
+            # container built here hid the BatchNorm moving statistics from it (a resumed run lost them).
+            setattr(self, f"{name}_conv", conv)
+            setattr(self, f"{name}_norm", norm)
         super().build(input_shape)
 
     def _resize(self, box, like):
@@ -51,8 +53,8 @@ class BoxAttention(keras.layers.Layer):
         resized = tf.image.resize(tf.cast(box, tf.float32), size, method="bilinear", antialias=True)
         return tf.cast(resized, like.dtype)
 
-    def _gate(self, gate, box, features, training):
-        conv, norm = gate
+    def _gate(self, name, box, features, training):
+        conv, norm = getattr(self, f"{name}_conv"), getattr(self, f"{name}_norm")
         weights = keras.ops.sigmoid(norm(conv(box), training=training))
         return features + weights * features if self.shortcut else weights * features
 
@@ -60,10 +62,10 @@ class BoxAttention(keras.layers.Layer):
         features, organ_box, lesion_box = inputs
         organ_box, lesion_box = self._resize(organ_box, features), self._resize(lesion_box, features)
         if self.mode == "o2l":
-            organ_weighted = self._gate(self.gates[0], organ_box, features, training)  # Eq. (1)
-            return self._gate(self.gates[1], lesion_box, organ_weighted, training)  # Eq. (2)
+            organ_weighted = self._gate("organ", organ_box, features, training)  # Eq. (1)
+            return self._gate("lesion", lesion_box, organ_weighted, training)  # Eq. (2)
         both = keras.ops.concatenate([organ_box, lesion_box], axis=-1)
-        return self._gate(self.gates[0], both, features, training)
+        return self._gate("boxes", both, features, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

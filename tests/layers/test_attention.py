@@ -43,8 +43,8 @@ def randomize(layer, rng):
     layer.set_weights(values)
 
 
-def gate_numpy(layer, gate_index, box):
-    conv, norm = layer.gates[gate_index]
+def gate_numpy(layer, name, box):
+    conv, norm = getattr(layer, f"{name}_conv"), getattr(layer, f"{name}_norm")
     kernel = conv.get_weights()[0]
     gamma, beta, mean, var = norm.get_weights()
     return sigmoid(batch_norm(conv_same(box, kernel), gamma, beta, mean, var))
@@ -68,7 +68,7 @@ def test_o2l_matches_equations_1_and_2(inputs, shortcut):
     layer([features, organ, lesion])
     randomize(layer, np.random.default_rng(1))
     out = keras.ops.convert_to_numpy(layer([features, organ, lesion], training=False))
-    w_og, w_le = gate_numpy(layer, 0, organ), gate_numpy(layer, 1, lesion)
+    w_og, w_le = gate_numpy(layer, "organ", organ), gate_numpy(layer, "lesion", lesion)
     if shortcut:
         f_og = features + w_og * features  # Eq. (1)
         expected = f_og + w_le * f_og  # Eq. (2)
@@ -83,9 +83,9 @@ def test_multichannel_gate_uses_both_boxes_at_once(inputs):
     layer = BoxAttention("multichannel", shortcut=True)
     layer([features, organ, lesion])
     randomize(layer, np.random.default_rng(2))
-    assert len(layer.gates) == 1 and tuple(layer.gates[0][0].kernel.shape) == (3, 3, 2, 4)
+    assert layer.gate_names == ("boxes",) and tuple(layer.boxes_conv.kernel.shape) == (3, 3, 2, 4)
     out = keras.ops.convert_to_numpy(layer([features, organ, lesion], training=False))
-    weights = gate_numpy(layer, 0, np.concatenate([organ, lesion], axis=-1))
+    weights = gate_numpy(layer, "boxes", np.concatenate([organ, lesion], axis=-1))
     np.testing.assert_allclose(out, features + weights * features, rtol=1e-4, atol=1e-5)
 
 
@@ -127,3 +127,20 @@ def test_config_round_trip_save_load_and_fit(tmp_path, inputs):
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         BoxAttention(**kwargs)
+
+
+def test_checkpoints_hold_the_gates_moving_statistics(inputs, tmp_path):
+    """tf.train.Checkpoint must reach the gates' BatchNorm statistics, or a resumed run silently loses them."""
+    import tensorflow as tf
+
+    features, organ, lesion = inputs
+    layer = BoxAttention("o2l")
+    layer([features, organ, lesion])
+    randomize(layer, np.random.default_rng(5))
+    saved = [w.copy() for w in layer.get_weights()]
+    path = tf.train.Checkpoint(layer=layer).save(str(tmp_path / "ckpt"))
+    fresh = BoxAttention("o2l")
+    fresh([features, organ, lesion])
+    tf.train.Checkpoint(layer=fresh).restore(path).assert_consumed()
+    for a, b in zip(saved, fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
