@@ -49,7 +49,7 @@ class SoftCrossEntropy(keras.losses.Loss):
         return {**super().get_config(), "class_weights": self.class_weights}
 
 
-def _unweighted_is_none(class_weights):
+def _weights_unless_uniform(class_weights):
     return None if class_weights is None or all(w == 1.0 for w in class_weights) else class_weights
 
 
@@ -59,7 +59,7 @@ def teacher_loss(class_weights=None) -> SoftCrossEntropy:
     ``class_weights`` (background, liver, lesion): the paper's loss is unweighted; short schedules (the demo)
     weight the rare lesion class up so it is learned in minutes rather than thousands of epochs.
     """
-    return SoftCrossEntropy(_unweighted_is_none(class_weights), name="teacher_cross_entropy")
+    return SoftCrossEntropy(_weights_unless_uniform(class_weights), name="teacher_cross_entropy")
 
 
 def student_losses(alpha: float = 1.0, localization_weights=PAPER_LOCALIZATION_WEIGHTS, localization: bool = True,
@@ -67,7 +67,7 @@ def student_losses(alpha: float = 1.0, localization_weights=PAPER_LOCALIZATION_W
     """Eq. (4) as Keras (losses, loss_weights) for the student's two outputs."""
     if alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}")
-    losses = {"segmentation": SoftCrossEntropy(_unweighted_is_none(segmentation_weights),
+    losses = {"segmentation": SoftCrossEntropy(_weights_unless_uniform(segmentation_weights),
                                                name="segmentation_cross_entropy")}
     weights = {"segmentation": 1.0}
     if localization:
