@@ -45,13 +45,14 @@ def o2l() -> None:
 
 
 def _register_commands() -> None:
+    from cli.demo import demo
     from cli.evaluate import evaluate
     from cli.predict import predict
     from cli.records import build_records, inspect_records
     from cli.synth import synth
     from cli.train import pseudo_label, train
 
-    for command in (synth, build_records, inspect_records, train, pseudo_label, predict, evaluate):
+    for command in (synth, build_records, inspect_records, train, pseudo_label, predict, evaluate, demo):
         o2l.add_command(command)
 
 

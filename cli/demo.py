@@ -1,0 +1,21 @@
+"""``o2l demo``."""
+
+from __future__ import annotations
+
+import click
+
+from cli.main import reports_bad_input
+
+
+@click.command("demo")
+@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for every output (an earlier demo there is replaced).")
+@click.option("--scale", type=click.Choice(["demo", "test"]), default="demo", show_default=True,
+              help="demo: ~7 min on 2 CPU cores; test: tiny phantoms and the test preset (the test suite's).")
+@click.option("--quiet", is_flag=True, help="No progress bars (stage lines and results are still printed).")
+@reports_bad_input
+def demo(out, scale, quiet):
+    """Synthesise phantoms, build records, train teacher and student, predict held-out phantoms, evaluate."""
+    from o2l_tf.demo import run_demo
+
+    run_demo(out, scale, progress=not quiet, log=click.echo)
