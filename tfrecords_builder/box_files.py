@@ -107,8 +107,12 @@ def check_inside(boxes: list[UserBox], reorientation: Reorientation, path: str, 
                              f"outside {os.path.basename(image_path)} of shape {shape}")
 
 
-def per_slice_boxes(boxes: list[UserBox], reorientation: Reorientation):
-    """Canonical per-slice boxes: {z: ([liver boxes], [lesion boxes])}, each box (x0, y0, x1, y1)."""
+def per_slice_boxes(boxes: list[UserBox], reorientation: Reorientation, path: str, image_path: str):
+    """Canonical per-slice boxes: {z: ([liver boxes], [lesion boxes])}, each box (x0, y0, x1, y1).
+
+    The boxes are first checked to lie inside the image (``path``: the box file, for messages).
+    """
+    check_inside(boxes, reorientation, path, image_path)
     slices: dict[int, tuple[list, list]] = defaultdict(lambda: ([], []))
     for box in boxes:
         low, high = reorientation.box_to_canonical(box.low, box.high)

@@ -27,8 +27,8 @@ from o2l_tf.data import boxes as box_ops
 from o2l_tf.data import schema
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json, write_json
-from o2l_tf.nifti import (Reorientation, check_3d, file_sha256, load_image, read_canonical_hu, read_labels,
-                          same_grid)
+from o2l_tf.nifti import (Reorientation, check_3d, check_same_grid, file_sha256, load_image, read_canonical_hu,
+                          read_labels)
 from tfrecords_builder import box_files, sources
 
 WORK = ".work"
@@ -183,17 +183,12 @@ def process_case(job: CaseJob) -> dict:
     if needs_label:
         label_image = load_image(source.label)
         check_3d(label_image, source.label)
-        if tuple(label_image.shape) != tuple(image.shape):
-            raise InputError(f"{source.label}: shape {tuple(label_image.shape)} differs from "
-                             f"{os.path.basename(source.image)} {tuple(image.shape)}")
-        if not same_grid(image, label_image):
-            raise InputError(f"{source.label}: affine differs from {os.path.basename(source.image)}")
+        check_same_grid(label_image, source.label, image, source.image)
         label = reorientation.to_canonical(read_labels(label_image, source.label))
 
     height, width, depth = volume.shape
     if use_user_boxes:
-        box_files.check_inside(job.user_boxes, reorientation, config.boxes, source.image)
-        user = box_files.per_slice_boxes(job.user_boxes, reorientation)
+        user = box_files.per_slice_boxes(job.user_boxes, reorientation, config.boxes, source.image)
         boxes_by_slice = [user.get(z, ([], [])) for z in range(depth)]
     else:
         boxes_by_slice = [box_ops.slice_boxes(label[:, :, z]) for z in range(depth)]

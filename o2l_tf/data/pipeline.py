@@ -150,10 +150,13 @@ def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def pad_to_multiple(tensor, multiple: int, value=0.0):
-    height, width = tf.shape(tensor)[0], tf.shape(tensor)[1]
+    """Pad height and width -- the two axes before the channels, of an image or a batch -- at their ends."""
+    shape = tf.shape(tensor)
+    height, width = shape[-3], shape[-2]
     pad_h = (multiple - height % multiple) % multiple
     pad_w = (multiple - width % multiple) % multiple
-    return tf.pad(tensor, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=value)
+    batch = [[0, 0]] * (len(tensor.shape) - 3)
+    return tf.pad(tensor, batch + [[0, pad_h], [0, pad_w], [0, 0]], constant_values=value)
 
 
 def validation_dataset(files, compression: str, settings, role: str, localization: bool, multiple: int):

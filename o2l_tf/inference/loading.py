@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 import keras
+from tensorflow.io import gfile
 
 from o2l_tf.data.schema import PAPER_HU_WINDOW
 from o2l_tf.errors import InputError
@@ -29,14 +30,14 @@ class InferenceModel:
 
 
 def model_file(path: str) -> str:
-    """The ``.keras`` file ``path`` names, or the preferred one inside a run folder."""
-    if os.path.isdir(path):
+    """The ``.keras`` file ``path`` names, or the preferred one inside a run folder (local or gs://...)."""
+    if gfile.isdir(path):
         for name in RUN_MODELS:
             candidate = os.path.join(path, name)
-            if os.path.isfile(candidate):
+            if gfile.exists(candidate):
                 return candidate
         raise InputError(f"{path}: holds no usable model (no {' or '.join(RUN_MODELS)}; has training finished?)")
-    if not os.path.exists(path):
+    if not gfile.exists(path):
         raise InputError(f"{path}: no such model file or run folder")
     if not path.endswith(".keras"):
         raise InputError(f"{path}: not a usable model (expected a run folder or a .keras file)")
@@ -64,7 +65,7 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
         raise InputError(f"{file}: not an o2l student or teacher (inputs {sorted(inputs) or network.input})")
     if hu_window is None:
         info_path = os.path.join(os.path.dirname(file), EXPORT_INFO)
-        info = read_json(info_path) if os.path.isfile(info_path) else {}
+        info = read_json(info_path) if gfile.exists(info_path) else {}
         hu_window = tuple(info.get("hu_window", PAPER_HU_WINDOW))
     pools = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in network.layers)
     return InferenceModel(network, role, (float(hu_window[0]), float(hu_window[1])), 2 ** pools, file)

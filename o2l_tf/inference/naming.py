@@ -13,7 +13,9 @@ import re
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 LITS_NAME = re.compile(r"^(?P<test>test-)?(?P<kind>volume|segmentation)-(?P<number>\d+)$")
-DEFAULT_TEMPLATE = "{name}_seg.nii.gz"
+SEG_SUFFIX = "_seg"
+PROBABILITIES_SUFFIX = "_probabilities"  # written beside a prediction by --probabilities
+DEFAULT_TEMPLATE = "{name}" + SEG_SUFFIX + ".nii.gz"
 
 
 def is_nifti(path: str) -> bool:
@@ -48,7 +50,7 @@ def case_id(path: str) -> str:
     lits = LITS_NAME.match(stem)
     if lits:
         return f"{lits['test'] or ''}{lits['number']}"
-    return stem[: -len("_seg")] if stem.endswith("_seg") else stem
+    return stem[: -len(SEG_SUFFIX)] if stem.endswith(SEG_SUFFIX) else stem
 
 
 def is_lits_volume(path: str) -> bool:
@@ -62,4 +64,8 @@ def is_image_name(path: str) -> bool:
         return False
     stem = split_extension(path)[0]
     lits = LITS_NAME.match(stem)
-    return not (lits and lits["kind"] == "segmentation") and not stem.endswith(("_seg", "_probabilities"))
+    return not (lits and lits["kind"] == "segmentation") and not stem.endswith((SEG_SUFFIX, PROBABILITIES_SUFFIX))
+
+
+def is_probability_map(path: str) -> bool:
+    return split_extension(path)[0].endswith(PROBABILITIES_SUFFIX)

@@ -44,6 +44,7 @@ def collect_inputs(inputs: list[str]) -> list[str]:
     In folders, label volumes (LiTS ``segmentation-N``) and o2l's own outputs are skipped.
     """
     files: list[str] = []
+    seen: set[str] = set()
     for item in inputs:
         if os.path.isdir(item):
             found = sorted(os.path.join(item, n) for n in os.listdir(item) if naming.is_image_name(n))
@@ -55,7 +56,10 @@ def collect_inputs(inputs: list[str]) -> list[str]:
             found = sorted(p for p in glob.glob(item) if naming.is_nifti(p) and os.path.isfile(p))
             if not found:
                 raise InputError(f"{item}: no such file, folder, or matching NIfTI files")
-        files += [f for f in found if os.path.abspath(f) not in {os.path.abspath(g) for g in files}]
+        for path in found:
+            if os.path.abspath(path) not in seen:
+                seen.add(os.path.abspath(path))
+                files.append(path)
     return files
 
 
@@ -105,8 +109,7 @@ class BoxLookup:
     def __init__(self, boxes, reorientation: Reorientation, box_file: str, image_path: str):
         from tfrecords_builder import box_files
 
-        box_files.check_inside(boxes, reorientation, box_file, image_path)
-        self.slices = box_files.per_slice_boxes(boxes, reorientation)
+        self.slices = box_files.per_slice_boxes(boxes, reorientation, box_file, image_path)
         self.shape = reorientation.canonical_shape[:2]
 
     def __call__(self, z: int) -> np.ndarray:
@@ -138,7 +141,7 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
     written = [output_path]
     write_nifti(_like(image, reorientation.to_file(labels)), output_path)
     if probabilities is not None:
-        path = sibling(output_path, "_probabilities")
+        path = sibling(output_path, naming.PROBABILITIES_SUFFIX)
         on_file_grid = np.stack([reorientation.to_file(probabilities[..., c]) for c in range(3)], axis=-1)
         write_nifti(_like(image, on_file_grid, slope=1.0 / 255.0), path)
         written.append(path)

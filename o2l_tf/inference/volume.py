@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from o2l_tf.data.pipeline import pad_to_multiple
 from o2l_tf.data.records import normalize_hu, quantise_probabilities
 from o2l_tf.inference.loading import InferenceModel
 
@@ -26,7 +27,7 @@ class SlicePredictor:
 
     def _network(self, image, boxes):
         inputs = {"image": image}
-        if self.model.needs_boxes:
+        if boxes is not None:
             inputs.update(organ_box=boxes[..., :1], lesion_box=boxes[..., 1:2])
         output = self.model.network(inputs, training=False)
         return tf.cast(output["segmentation"] if isinstance(output, dict) else output, tf.float32)
@@ -34,21 +35,24 @@ class SlicePredictor:
     def _padded_pass(self, hu, boxes):
         height, width = tf.shape(hu)[1], tf.shape(hu)[2]
         divisor = self.model.divisor
-        pad = [[0, 0], [0, (divisor - height % divisor) % divisor], [0, (divisor - width % divisor) % divisor], [0, 0]]
         # Padding is 0 after scaling, i.e. the window's low end, as in validation during training.
-        image = tf.pad(normalize_hu(hu, self.model.hu_window), pad)
-        return self._network(image, tf.pad(boxes, pad))[:, :height, :width]
+        image = pad_to_multiple(normalize_hu(hu, self.model.hu_window), divisor)
+        boxes = None if boxes is None else pad_to_multiple(boxes, divisor)
+        return self._network(image, boxes)[:, :height, :width]
 
-    def _probabilities(self, hu, boxes):
+    def _probabilities(self, hu, boxes=None):
         probabilities = self._padded_pass(hu, boxes)
         if self.tta:  # the left-right mirrored slices, their prediction mirrored back, averaged
-            mirrored = self._padded_pass(tf.reverse(hu, [1]), tf.reverse(boxes, [1]))
+            mirrored = self._padded_pass(tf.reverse(hu, [1]), None if boxes is None else tf.reverse(boxes, [1]))
             probabilities = 0.5 * (probabilities + tf.reverse(mirrored, [1]))
         return probabilities
 
     def __call__(self, hu: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
+        """``boxes`` for a teacher only; a student's network never sees any."""
+        if self.model.needs_boxes != (boxes is not None):
+            raise ValueError(f"a {self.model.role} takes {'box channels' if self.model.needs_boxes else 'no boxes'}")
         if boxes is None:
-            boxes = np.zeros(hu.shape[:3] + (2,), np.float32)
+            return self._forward(tf.constant(hu)).numpy()
         return self._forward(tf.constant(hu), tf.constant(boxes, tf.float32)).numpy()
 
 

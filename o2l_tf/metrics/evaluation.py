@@ -11,7 +11,7 @@ import numpy as np
 from o2l_tf.errors import InputError
 from o2l_tf.inference import naming
 from o2l_tf.metrics.lits import evaluate_volume, summarize
-from o2l_tf.nifti import check_3d, load_image, read_labels, same_grid
+from o2l_tf.nifti import check_3d, check_same_grid, load_image, read_labels
 
 
 def label_files(folder: str, what: str) -> dict[str, str]:
@@ -21,9 +21,8 @@ def label_files(folder: str, what: str) -> dict[str, str]:
     files: dict[str, str] = {}
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not naming.is_nifti(name) or naming.is_lits_volume(name) or not os.path.isfile(path):
-            continue
-        if naming.split_extension(name)[0].endswith("_probabilities"):
+        if not naming.is_nifti(name) or naming.is_lits_volume(name) or naming.is_probability_map(name) \
+                or not os.path.isfile(path):
             continue
         case = naming.case_id(name)
         if case in files:
@@ -57,11 +56,7 @@ def evaluate_case(case: str, prediction_path: str | None, reference_path: str) -
     else:
         prediction_image = load_image(prediction_path)
         check_3d(prediction_image, prediction_path)
-        if tuple(prediction_image.shape) != tuple(reference_image.shape):
-            raise InputError(f"{prediction_path}: shape {tuple(prediction_image.shape)} differs from the reference "
-                             f"{os.path.basename(reference_path)} {tuple(reference_image.shape)}")
-        if not same_grid(prediction_image, reference_image):
-            raise InputError(f"{prediction_path}: affine differs from the reference {os.path.basename(reference_path)}")
+        check_same_grid(prediction_image, prediction_path, reference_image, reference_path, "the reference")
         prediction = read_labels(prediction_image, prediction_path)
     spacing = tuple(float(s) for s in reference_image.header.get_zooms()[:3])
     return {"case": case, "prediction": prediction_path, "reference": reference_path, "spacing": spacing,

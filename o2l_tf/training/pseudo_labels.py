@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from o2l_tf.data import records, schema
@@ -41,19 +40,16 @@ def current(records_dir: str) -> dict | None:
 
 def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: bool = True) -> dict:
     """Run the teacher on every weak example (whole slices, with their boxes) and write the pseudo shards."""
-    import keras
-
     from o2l_tf.data.pipeline import pad_to_multiple
+    from o2l_tf.inference.loading import load_inference_model
 
     path = teacher_file(teacher_dir)
     digest = file_sha256(path)
     manifest = records.load_manifest(records_dir)
-    from o2l_tf.models import TeacherAnnotator
-
-    teacher = keras.models.load_model(path)
-    if not isinstance(teacher, TeacherAnnotator):
-        raise InputError(f"{path}: is a {type(teacher).__name__}, not an o2l teacher annotator")
-    multiple = 2 ** teacher.model_config.depth
+    loaded = load_inference_model(path)  # the records' images are already scaled: its HU window is unused
+    if loaded.role != "teacher":
+        raise InputError(f"{path}: is an o2l {loaded.role}, not a teacher annotator")
+    teacher, multiple = loaded.network, loaded.divisor
     compression = records.compression(manifest)
     weak_shards = manifest["splits"]["weak"]["shards"]
     if not weak_shards:
