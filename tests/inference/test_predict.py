@@ -19,8 +19,11 @@ from tests.helpers import expect_one_line_error, run_cli
 RAW = PredictOptions(postprocess=False)
 
 
-def direct_probabilities(network, hu_canonical, window, divisor):
-    """Slice by slice with NumPy indexing: group (z-1, z, z+1) clamped, scaled, zero-padded, cropped back."""
+def direct_probabilities(network, hu_canonical, window, divisor, organ=None, lesion=None):
+    """Slice by slice with NumPy indexing: group (z-1, z, z+1) clamped, scaled, zero-padded, cropped back.
+
+    ``organ`` / ``lesion``: canonical box masks [X, Y, Z] for a teacher.
+    """
     height, width, depth = hu_canonical.shape
     padded_h, padded_w = -(-height // divisor) * divisor, -(-width // divisor) * divisor
     out = np.zeros((height, width, depth, 3), np.float32)
@@ -28,7 +31,12 @@ def direct_probabilities(network, hu_canonical, window, divisor):
         group = hu_canonical[:, :, [max(z - 1, 0), z, min(z + 1, depth - 1)]].astype(np.float32)
         image = np.zeros((1, padded_h, padded_w, 3), np.float32)
         image[0, :height, :width] = normalize_hu(group, window).numpy()
-        out[:, :, z] = np.asarray(network({"image": image}, training=False))[0, :height, :width]
+        inputs = {"image": image}
+        if organ is not None:
+            for name, mask in (("organ_box", organ), ("lesion_box", lesion)):
+                inputs[name] = np.zeros((1, padded_h, padded_w, 1), np.float32)
+                inputs[name][0, :height, :width, 0] = mask[:, :, z]
+        out[:, :, z] = np.asarray(network(inputs, training=False))[0, :height, :width]
     return out
 
 
@@ -181,12 +189,37 @@ def test_a_teacher_predicts_with_a_box_file_and_refuses_without(tmp_path, saved,
 
     run = tmp_path / "teacher_run"
     run.mkdir()
-    TeacherAnnotator(ModelConfig(depth=2, base_filters=4)).save(str(run / "teacher.keras"))
+    keras.utils.set_random_seed(3)
+    teacher = TeacherAnnotator(ModelConfig(depth=2, base_filters=4))
+    head = teacher.get_layer("segmentation_logits")
+    head.set_weights([w * 300.0 for w in head.get_weights()])  # decisive random logits, as for the student
+    teacher.save(str(run / "teacher.keras"))
     path = saved("LPS")
     expect_one_line_error(capsys, ["predict", "--model", str(run), path, "-o", str(tmp_path / "out")], "--boxes")
     boxes = tmp_path / "boxes.csv"
     boxes.write_text("case_id,class,x0,y0,z0,x1,y1,z1\n1,liver,5,6,0,30,33,8\n1,lesion,10,12,2,14,15,4\n")
     code, _, err = run_cli(["predict", "--model", str(run), path, "-o", str(tmp_path / "out"), "--boxes", str(boxes),
-                            "--quiet"], capsys)
+                            "--no-postprocess", "--quiet"], capsys)
     assert code == 0, err
-    assert nib.load(str(tmp_path / "out" / "segmentation-1.nii.gz")).shape == nib.load(path).shape
+    written = nib.load(str(tmp_path / "out" / "segmentation-1.nii.gz"))
+    source = nib.load(path)
+    assert written.shape == source.shape
+    # Independently: the boxes drawn on the file's grid, then nibabel's own reorientation to RAS+.
+    organ, lesion = np.zeros(source.shape, np.float32), np.zeros(source.shape, np.float32)
+    organ[5:31, 6:34, 0:9] = 1
+    lesion[10:15, 12:16, 2:5] = 1
+    organ = np.maximum(organ, lesion)  # the organ channel is the union of both boxes (paper, after Eq. 1)
+    to_ras = nib.orientations.io_orientation(source.affine)
+    canonical = {name: np.asarray(nib.Nifti1Image(mask, source.affine).as_reoriented(to_ras).dataobj)
+                 for name, mask in (("organ", organ), ("lesion", lesion), ("hu", np.asarray(source.dataobj)))}
+    network = keras.models.load_model(str(run / "teacher.keras"))
+    expected = direct_probabilities(network, np.rint(canonical["hu"]).astype(np.int16), (-200.0, 250.0), 4,
+                                    canonical["organ"], canonical["lesion"])
+    got = np.asarray(written.as_reoriented(to_ras).dataobj)
+    margin = np.diff(np.sort(expected, axis=-1)[..., -2:], axis=-1)[..., 0]
+    decided = margin > 1e-4
+    assert decided.mean() > 0.9
+    np.testing.assert_array_equal(got[decided], expected.argmax(-1)[decided])
+    without_boxes = direct_probabilities(network, np.rint(canonical["hu"]).astype(np.int16), (-200.0, 250.0), 4,
+                                         0 * canonical["organ"], 0 * canonical["lesion"])
+    assert (without_boxes.argmax(-1) != expected.argmax(-1)).any()  # the boxes reached the network
