@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from o2l_tf.data.boxes import bounding_slices
+
 TWENTY_SIX = np.ones((3, 3, 3), bool)
 AXIAL_CROSS = np.zeros((3, 3, 3), bool)
 AXIAL_CROSS[:, :, 1] = ndimage.generate_binary_structure(2, 1)  # in-plane neighbours only
@@ -24,11 +26,6 @@ def fill_axial_holes(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(padded, AXIAL_CROSS)[:, :, 1:-1]
 
 
-def _bounding_box(mask: np.ndarray):
-    coords = [np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0] for axis in range(3)]
-    return tuple(slice(c[0], c[-1] + 1) for c in coords)
-
-
 def postprocess(labels: np.ndarray) -> np.ndarray:
     """Largest liver component, holes filled, lesions only inside it (canonical uint8 labels in, out)."""
     labels = np.asarray(labels, np.uint8)
@@ -36,7 +33,7 @@ def postprocess(labels: np.ndarray) -> np.ndarray:
     liver = labels >= 1
     if not liver.any():
         return result
-    box = _bounding_box(liver)  # work on the liver's box only: label() returns int32 per voxel
+    box = bounding_slices(liver)  # work on the liver's box only: label() returns int32 per voxel
     components, count = ndimage.label(liver[box], TWENTY_SIX)
     sizes = np.bincount(components.ravel(), minlength=count + 1)
     sizes[0] = 0
