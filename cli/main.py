@@ -49,10 +49,12 @@ def _register_commands() -> None:
     from cli.evaluate import evaluate
     from cli.predict import predict
     from cli.records import build_records, inspect_records
+    from cli.reproduce import reproduce
     from cli.synth import synth
     from cli.train import pseudo_label, train
 
-    for command in (synth, build_records, inspect_records, train, pseudo_label, predict, evaluate, demo):
+    for command in (synth, build_records, inspect_records, train, pseudo_label, predict, evaluate, demo,
+                    reproduce):
         o2l.add_command(command)
 
 

@@ -78,7 +78,7 @@ def plan_outputs(files: list[str], out_dir: str, template: str) -> list[tuple[st
     return plan
 
 
-def _like(reference: nib.Nifti1Image, data: np.ndarray, slope: float = 1.0) -> nib.Nifti1Image:
+def like(reference: nib.Nifti1Image, data: np.ndarray, slope: float = 1.0) -> nib.Nifti1Image:
     """A NIfTI image with ``reference``'s geometry (affine, qform/sform and codes, zooms) holding ``data``."""
     header = reference.header.copy() if isinstance(reference.header, nib.Nifti1Header) else None
     image = nib.Nifti1Image(data, reference.affine, header)
@@ -139,11 +139,11 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
     if options.postprocess:
         labels = postprocess(labels)
     written = [output_path]
-    write_nifti(_like(image, reorientation.to_file(labels)), output_path)
+    write_nifti(like(image, reorientation.to_file(labels)), output_path)
     if probabilities is not None:
         path = sibling(output_path, naming.PROBABILITIES_SUFFIX)
         on_file_grid = np.stack([reorientation.to_file(probabilities[..., c]) for c in range(3)], axis=-1)
-        write_nifti(_like(image, on_file_grid, slope=1.0 / 255.0), path)
+        write_nifti(like(image, on_file_grid, slope=1.0 / 255.0), path)
         written.append(path)
     if options.preview:
         path = sibling(output_path, "", ".png")

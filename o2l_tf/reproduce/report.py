@@ -1,0 +1,152 @@
+"""Reports of ``o2l reproduce``: a markdown table and a CSV per study, the Fig. 10 plot, and the run's provenance."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+import subprocess
+
+from o2l_tf import __version__
+from o2l_tf.io_utils import atomic_write_bytes
+from o2l_tf.reproduce.plan import RATIOS, Row, study_rows
+
+TITLES = {
+    "table2": "Table II: teacher ablation (pseudo-labels of the held-out test cases given their true boxes)",
+    "table1": "Table I / Sec. IV-E: students on the held-out test cases (predict with post-processing, evaluate)",
+    "ratios": "Fig. 10: strong:weak ratios (the method; 90:0 is full supervision)",
+    "perturbation": "Sec. IV-F: perturbed weak boxes",
+}
+COLUMNS = ["row", "arm", "liver_dice_global", "liver_dice_per_case", "lesion_dice_global", "lesion_dice_per_case",
+           "burden_rmse", "lesion_recall", "lesion_precision", "seconds"]
+PAPER = ["paper_liver_dice_global", "paper_liver_dice_per_case", "paper_lesion_dice_global",
+         "paper_lesion_dice_per_case", "paper_burden_rmse"]
+
+
+def environment() -> dict:
+    """Versions and hardware, for the report's provenance line."""
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as stream:
+            cpu = next(line.split(":", 1)[1].strip() for line in stream if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(__file__),
+                                capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"o2l": __version__, "commit": commit, "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform(), "cpu": cpu,
+            "cores": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def row_values(row: Row, result: dict) -> dict:
+    summary = result["summary"]
+    liver, lesion, detection = summary["liver"], summary["lesion"], summary["detection"]
+    values = {"row": row.label, "arm": row.arm,
+              "liver_dice_global": 100 * liver["dice_global"], "liver_dice_per_case": 100 * liver["dice_per_case"],
+              "lesion_dice_global": 100 * lesion["dice_global"], "lesion_dice_per_case": 100 * lesion["dice_per_case"],
+              "burden_rmse": summary["tumour_burden"]["rmse"], "lesion_recall": detection["recall"],
+              "lesion_precision": detection["precision"], "seconds": result["seconds"]}
+    paper = list(row.paper or ()) + [None] * (len(PAPER) - len(row.paper or ()))
+    values.update(zip(PAPER, paper))
+    return values
+
+
+def study_values(study: str, results: dict[str, dict]) -> list[dict]:
+    return [row_values(row, results[row.arm]) for row in study_rows(study)]
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(study: str, values: list[dict]) -> str:
+    header = ["", "Liver Dice global %", "Liver Dice per case %", "Lesion Dice global %", "Lesion Dice per case %",
+              "Burden RMSE", "Lesion recall", "Paper (LiTS): liver G / PC, lesion G / PC, RMSE", "Time s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for v in values:
+        paper = [v[k] for k in PAPER]
+        paper_text = "–" if all(p is None for p in paper) else \
+            " / ".join(_fmt(p, 3 if k == "paper_burden_rmse" else 1) for k, p in zip(PAPER, paper) if p is not None)
+        lines.append("| " + " | ".join([v["row"], _fmt(v["liver_dice_global"]), _fmt(v["liver_dice_per_case"]),
+                                        _fmt(v["lesion_dice_global"]), _fmt(v["lesion_dice_per_case"]),
+                                        _fmt(v["burden_rmse"], 4), _fmt(v["lesion_recall"], 2), paper_text,
+                                        _fmt(v["seconds"], 0)]) + " |")
+    return f"### {TITLES[study]}\n\n" + "\n".join(lines)
+
+
+def values_csv(values: list[dict]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS + PAPER, lineterminator="\n")
+    writer.writeheader()
+    for v in values:
+        writer.writerow({k: (f"{v[k]:.6g}" if isinstance(v[k], float) else ("" if v[k] is None else v[k]))
+                         for k in COLUMNS + PAPER})
+    return buffer.getvalue().encode()
+
+
+def plot_ratios(values: list[dict], path: str) -> None:
+    """Fig. 10 on the phantoms: Dice global and per case of liver and lesion against the strong share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strong = [s for s, _ in RATIOS]
+    figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for key, label, style in (("liver_dice_global", "liver, Dice global", "o-"),
+                              ("liver_dice_per_case", "liver, Dice per case", "s--"),
+                              ("lesion_dice_global", "lesion, Dice global", "^-"),
+                              ("lesion_dice_per_case", "lesion, Dice per case", "v--")):
+        axis.plot(strong, [v[key] for v in values], style, label=label)
+    axis.set_xticks(strong, [f"{s}:{w}" for s, w in RATIOS])
+    axis.set_xlabel("strong : weak cases (%), 10 % validation")
+    axis.set_ylabel("Dice %")
+    axis.set_ylim(0, 100)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="best", fontsize=8)
+    axis.set_title("o2l on synthetic phantoms (not LiTS)")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def provenance(command: str, scale: str, seed: int, env: dict) -> str:
+    return (f"Command: `{command}`  \nScale: {scale}, seed {seed} (training phantoms seed {seed}, held-out test "
+            f"phantoms seed {seed + 1})  \no2l {env['o2l']} (commit {env['commit'] or 'unknown'}), Python "
+            f"{env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, NumPy {env['numpy']}  \n"
+            f"Hardware: {env['cpu']}, {env['cores']} cores, {env['gpus']} GPU(s); {env['platform']}")
+
+
+def write_study(out: str, study: str, results: dict[str, dict], header: str) -> str:
+    """``<study>.md`` and ``<study>.csv`` in ``out`` (and ``ratios.png``); returns the study's markdown section."""
+    values = study_values(study, results)
+    section = markdown_table(study, values)
+    if study == "ratios":
+        plot_ratios(values, os.path.join(out, "ratios.png"))
+        section += "\n\n![Dice against the strong:weak ratio](ratios.png)"
+    atomic_write_bytes(os.path.join(out, f"{study}.csv"), values_csv(values))
+    atomic_write_bytes(os.path.join(out, f"{study}.md"), f"{header}\n\n{section}\n".encode())
+    return section
+
+
+def write_reports(out: str, studies: list[str], results: dict[str, dict], command: str, scale: str,
+                  seed: int) -> str:
+    env = environment()
+    header = ("# o2l reproduce: synthetic phantom results (not LiTS)\n\n" + provenance(command, scale, seed, env)
+              + "\n\nDice in %, global and per case over the held-out test phantoms; the paper's columns are its "
+                "LiTS numbers, for orientation only.")
+    sections = [write_study(out, study, results, header) for study in studies]
+    report = header + "\n\n" + "\n\n".join(sections) + "\n"
+    if len(studies) > 1:
+        atomic_write_bytes(os.path.join(out, "report.md"), report.encode())
+    return report

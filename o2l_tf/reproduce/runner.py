@@ -1,0 +1,217 @@
+"""Run the arms of ``o2l reproduce``: phantom cohorts, records per split, training, prediction, evaluation.
+
+Layout of ``--out``::
+
+    plan.json                    scale, seed and studies of this folder (a different scale or seed is refused)
+    phantoms/  test/             training cohort (seed S) and held-out test cohort (seed S + 1, never trained on)
+    test/boxes.csv               the test cases' true boxes (per slice, file voxels), given to the teachers
+    records/split-30-60-10/ ...  one records folder per strong:weak split (and the perturbed one)
+    arms/<arm>/run/              the training run (TensorBoard logs, checkpoints, exported model)
+    arms/<arm>/predictions/      its labels of the test cohort
+    arms/<arm>/result.json       written last: an arm with it is finished and never retrained
+
+A killed run restarted with the same command resumes: finished arms are read back, an unfinished training resumes
+from its last checkpoint (o2l train's own resume), cohorts and records are only rebuilt when incomplete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from o2l_tf.data import boxes as box_ops
+from o2l_tf.errors import InputError
+from o2l_tf.io_utils import atomic_write_bytes, read_json, write_json
+from o2l_tf.reproduce.plan import SCALES, Arm, Records, Scale, arms_for
+
+
+def _cohort(path: str, spec, workers: int, progress: bool) -> None:
+    from dataclasses import asdict
+
+    from o2l_tf.synth.cohort import write_cohort
+
+    marker = os.path.join(path, "phantoms.json")
+    wanted = {**asdict(spec), "slices": list(spec.slices)}
+    if os.path.exists(marker) and read_json(marker)["spec"] == wanted:
+        return
+    write_cohort(path, spec, workers=workers, overwrite=True, progress=progress)
+
+
+def write_truth_boxes(test_dir: str, path: str) -> None:
+    """The circumscribed liver and lesion boxes of every axial slice of every test case, as a user box file.
+
+    Each slice's box is a one-voxel-thick 3D box in file voxel coordinates, so any storage orientation maps back.
+    """
+    from o2l_tf.metrics.evaluation import label_files
+    from o2l_tf.nifti import load_image, read_labels
+
+    lines = ["case_id,class,x0,y0,z0,x1,y1,z1"]
+    for case, label_path in label_files(test_dir, "reference").items():
+        image = load_image(label_path)
+        label = read_labels(image, label_path)
+        axial = [code in "SI" for code in nib_axcodes(image)].index(True)
+        planes = [a for a in range(3) if a != axial]
+        for k in range(label.shape[axial]):
+            organ, lesion = box_ops.slice_boxes(np.take(label, k, axis=axial))
+            for cls, found in (("liver", organ), ("lesion", lesion)):
+                for a0, b0, a1, b1 in found:
+                    low, high = [0, 0, 0], [0, 0, 0]
+                    low[planes[0]], low[planes[1]], low[axial] = a0, b0, k
+                    high[planes[0]], high[planes[1]], high[axial] = a1, b1, k
+                    lines.append(",".join(map(str, [case, cls, *low, *high])))
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def nib_axcodes(image) -> tuple[str, ...]:
+    import nibabel as nib
+
+    return nib.aff2axcodes(image.affine)
+
+
+def box_partition_volume(canonical_label: np.ndarray) -> np.ndarray:
+    """The naive pseudo-label: per axial slice, lesion boxes -> 2, liver boxes -> 1 (the box-mask student's)."""
+    result = np.zeros(canonical_label.shape, np.uint8)
+    for z in range(canonical_label.shape[2]):
+        organ, lesion = box_ops.slice_boxes(canonical_label[:, :, z])
+        channels = box_ops.box_channels(organ, lesion, canonical_label.shape[:2])
+        result[:, :, z] = np.where(channels[..., 1] > 0, 2, channels[..., 0])
+    return result
+
+
+class Reproduction:
+    def __init__(self, out: str, scale: str, seed: int = 0, progress: bool = True, log=print):
+        if scale not in SCALES:
+            raise InputError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        self.out, self.scale_name, self.scale, self.seed = out, scale, SCALES[scale], seed
+        self.progress, self.log = progress, log
+        self.started = time.perf_counter()
+        self.workers = max(1, min(os.cpu_count() or 1, self.scale.cases))
+
+    # ----------------------------------------------------------------------------------------------- layout
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.out, *parts)
+
+    def records_dir(self, records: Records) -> str:
+        return self.path("records", records.name)
+
+    def arm_dir(self, name: str, *parts: str) -> str:
+        return self.path("arms", name, *parts)
+
+    def stage(self, text: str) -> None:
+        self.log(f"[{time.perf_counter() - self.started:6.0f} s] {text}")
+
+    def check_plan(self) -> None:
+        """One folder holds one scale and seed; mixing them would mix arms trained differently."""
+        record = {"scale": self.scale_name, "seed": self.seed}
+        path = self.path("plan.json")
+        if os.path.exists(path):
+            found = read_json(path)
+            if {k: found.get(k) for k in record} != record:
+                raise InputError(f"{path}: this folder holds a reproduction at scale {found.get('scale')} seed "
+                                 f"{found.get('seed')}; use another --out for scale {self.scale_name} seed {self.seed}")
+        os.makedirs(self.out, exist_ok=True)
+        write_json(path, record)
+
+    # ----------------------------------------------------------------------------------------------- inputs
+    def prepare_cohorts(self) -> None:
+        from o2l_tf.synth.cohort import CohortSpec
+
+        s: Scale = self.scale
+        self.stage(f"phantoms: {s.cases} training cases (seed {self.seed}), {s.test_cases} held-out test cases "
+                   f"(seed {self.seed + 1}), {s.size} px")
+        _cohort(self.path("phantoms"), CohortSpec(s.cases, s.size, s.slices, seed=self.seed), self.workers,
+                self.progress)
+        _cohort(self.path("test"), CohortSpec(s.test_cases, s.size, s.slices, seed=self.seed + 1), self.workers,
+                self.progress)
+        boxes = self.path("test", "boxes.csv")
+        if not os.path.exists(boxes):
+            write_truth_boxes(self.path("test"), boxes)
+
+    def build(self, records: Records) -> str:
+        from tfrecords_builder.build import BuildConfig, build_records
+
+        out = self.records_dir(records)
+        split = (records.strong, records.weak, 100 - records.strong - records.weak)
+        build_records(BuildConfig(data=self.path("phantoms"), split=split, seed=self.scale.split_seed,
+                                  perturb_boxes=records.perturb), out, workers=self.workers, overwrite=True,
+                      progress=self.progress)
+        return out
+
+    # ------------------------------------------------------------------------------------------------- arms
+    def config(self, arm: Arm):
+        from o2l_tf.configs.run import apply_overrides, preset
+
+        config = preset(self.scale.preset, arm.role)
+        return apply_overrides(config, [*self.scale.overrides, f"train.seed={self.seed}", *arm.overrides])
+
+    def result(self, name: str) -> dict | None:
+        path = self.arm_dir(name, "result.json")
+        return read_json(path) if os.path.exists(path) else None
+
+    def run_arm(self, arm: Arm) -> dict:
+        done = self.result(arm.name)
+        if done is not None:
+            self.stage(f"{arm.name}: finished earlier ({done['seconds']:.0f} s), not retrained")
+            return done
+        from o2l_tf.inference.predict import PredictOptions, predict_files
+        from o2l_tf.metrics.evaluation import evaluate_folders, rows_to_csv
+
+        started = time.perf_counter()
+        records_dir = self.build(arm.records)
+        predictions = self.arm_dir(arm.name, "predictions")
+        os.makedirs(predictions, exist_ok=True)
+        detail: dict = {"records": os.path.relpath(records_dir, self.out)}
+        if arm.role == "boxes":
+            self.stage(f"{arm.name}: the box partition of the test cases' true boxes, scored as a label")
+            self._write_box_partitions(predictions)
+        else:
+            config = self.config(arm)
+            teacher_dir = self.arm_dir(arm.teacher, "run") if arm.teacher else None
+            self.stage(f"{arm.name}: train {arm.role} on {arm.records.name} ({' '.join(arm.overrides) or 'defaults'})")
+            summary = self._train(config, records_dir, self.arm_dir(arm.name, "run"), teacher_dir)
+            detail.update(config=config.to_dict(), steps_per_epoch=summary["steps_per_epoch"],
+                          final_loss=summary["history"].get("loss", [None])[-1])
+            # A teacher is scored as the pseudo-labeller it is: raw labels given the true boxes, no post-processing.
+            teacher = arm.role == "teacher"
+            predict_files(self.arm_dir(arm.name, "run"), [self.path("test")], predictions,
+                          PredictOptions(postprocess=not teacher),
+                          box_file=self.path("test", "boxes.csv") if teacher else None,
+                          progress=self.progress, log=lambda *_: None)
+        rows, summary, _ = evaluate_folders(predictions, self.path("test"), log=self.log)
+        atomic_write_bytes(self.arm_dir(arm.name, "evaluation.csv"), rows_to_csv(rows))
+        result = {"arm": arm.name, "role": arm.role, "summary": summary, "cases": rows,
+                  "seconds": round(time.perf_counter() - started, 1), **detail}
+        write_json(self.arm_dir(arm.name, "result.json"), result)
+        liver, lesion = summary["liver"], summary["lesion"]
+        self.stage(f"{arm.name}: liver Dice {100 * liver['dice_global']:.1f} / {100 * liver['dice_per_case']:.1f} %, "
+                   f"lesion {100 * lesion['dice_global']:.1f} / {100 * lesion['dice_per_case']:.1f} % "
+                   f"(global / per case), {result['seconds']:.0f} s")
+        return result
+
+    def _train(self, config, records_dir: str, model_dir: str, teacher_dir: str | None) -> dict:
+        from o2l_tf.training.run import train
+
+        return train(config, records_dir, model_dir, teacher_dir=teacher_dir, overwrite=False,
+                     progress=self.progress, log=lambda line: self.log("    " + line))
+
+    def _write_box_partitions(self, out_dir: str) -> None:
+        from o2l_tf.inference.predict import like, write_nifti
+        from o2l_tf.metrics.evaluation import label_files
+        from o2l_tf.nifti import Reorientation, load_image, read_labels
+
+        for path in label_files(self.path("test"), "reference").values():
+            image = load_image(path)
+            reorientation = Reorientation.of(image)
+            canonical = reorientation.to_canonical(read_labels(image, path))
+            write_nifti(like(image, reorientation.to_file(box_partition_volume(canonical))),
+                        os.path.join(out_dir, os.path.basename(path)))
+
+    def run(self, studies: list[str]) -> dict[str, dict]:
+        self.check_plan()
+        self.prepare_cohorts()
+        results = {}
+        for arm in arms_for(studies):
+            results[arm.name] = self.run_arm(arm)
+        return results
