@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -203,9 +204,13 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
                                                config.train.seed)
         validate = val_data is not None and ((epoch + 1) % config.train.validate_every == 0
                                              or epoch + 1 == config.train.epochs)
-        result = model.fit(train_data, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps,
-                           validation_data=val_data if validate else None, callbacks=callbacks, shuffle=False,
-                           verbose=0)
+        with warnings.catch_warnings():
+            # Keras warns when validation exhausts its (finite) dataset, which is exactly how the val split is
+            # meant to be read: every val example once per validation.
+            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+            result = model.fit(train_data, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps,
+                               validation_data=val_data if validate else None, callbacks=callbacks, shuffle=False,
+                               verbose=0)
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         if guard.diverged_at is not None:
