@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.o2l-installed
 DEMO_DIR ?= demo
 
-.PHONY: demo test clean
+.PHONY: demo test bench reproduce clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,5 +21,13 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
+bench: $(INSTALLED)
+	@# speed and memory against this machine's own limits -> benchmarks/results/latest.json and latest.md
+	$(BIN)/python benchmarks/run.py
+
+reproduce: $(INSTALLED)
+	@# the paper's four studies on phantoms at medium scale (about an hour on 2 CPU cores; resumable)
+	$(BIN)/o2l reproduce --study all --scale medium --out reproduce-medium
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache *.egg-info
+	rm -rf $(VENV) $(DEMO_DIR) reproduce-medium .pytest_cache *.egg-info

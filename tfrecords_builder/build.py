@@ -52,6 +52,8 @@ class BuildConfig:
     shards: int | None = None
     shard_mb: int = 150
     compression: str = "GZIP"
+    # zlib level 1: half the build time of TF's default level 6 for 5 % larger shards (make bench, 512 px phantoms)
+    compression_level: int = 1
 
     def validate(self) -> None:
         if (self.data is None) == (self.cases_file is None):
@@ -279,7 +281,8 @@ def _write_split_shards(out: str, work: str, split: str, entries: list[dict], co
         for writer in writers:
             writer.close()
     names = []
-    options = tf.io.TFRecordOptions(compression_type=config.compression)
+    options = tf.io.TFRecordOptions(compression_type=config.compression,
+                                    compression_level=config.compression_level if config.compression else None)
     for index, bucket in enumerate(buckets):
         keyed = sorted(tf.data.TFRecordDataset(bucket).as_numpy_iterator())
         name = schema.shard_name(split, index, count)
@@ -408,6 +411,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
             "image_dtype": "int16 little-endian, (H, W, 3) = (slice below, slice, slice above)",
             "normalisation": "in the reader: (HU - low) / (high - low), giving [0, 1]",
             "compression": config.compression or "none",
+            "compression_level": config.compression_level if config.compression else None,
         },
         "boxes": {
             "weak_source": "user" if config.boxes else "mask",

@@ -100,6 +100,7 @@ class ProgressLine(keras.callbacks.Callback):
         self.epochs, self.examples, self.log = epochs, examples_per_epoch, log
         self.started = self.epoch_started = None
         self.first_epoch = None
+        self.seconds: list[float] = []  # wall time of each epoch run, for the summary (and make bench)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -109,6 +110,7 @@ class ProgressLine(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         seconds = time.perf_counter() - self.epoch_started
+        self.seconds.append(seconds)
         logs["examples_per_second"] = self.examples / max(seconds, 1e-9)
         done = epoch + 1 - self.first_epoch
         eta = (time.perf_counter() - self.started) / done * (self.epochs - epoch - 1)

@@ -184,9 +184,9 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
     first_epoch = int(epoch_variable.numpy())
 
     guard = cb.NanGuard()
+    progress_line = cb.ProgressLine(config.train.epochs, steps * config.data.batch_size, log=log if chief else _quiet)
     callbacks = [cb.EpochLearningRate(config.train.learning_rate, config.train.decay_start_epoch,
-                                      config.train.decay_rate),
-                 cb.ProgressLine(config.train.epochs, steps * config.data.batch_size, log=log if chief else _quiet),
+                                      config.train.decay_rate), progress_line,
                  cb.Checkpoints(write_dir, checkpoint, epoch_variable, guard, chief), guard]
     if chief:
         panels = _panel_batches(config, records_dir, manifest, sources, multiple)
@@ -217,7 +217,8 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
             kept = tf.train.latest_checkpoint(os.path.join(write_dir, "checkpoints", "last"))
             raise cb.TrainingDiverged(f"loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
                                       f"is kept ({kept or 'none yet'})")
-    summary = {"history": history, "steps_per_epoch": steps, "first_epoch": first_epoch}
+    summary = {"history": history, "steps_per_epoch": steps, "first_epoch": first_epoch,
+               "epoch_seconds": progress_line.seconds}
     if chief:
         summary.update(export(model, config, model_dir, hu_window))
     return summary

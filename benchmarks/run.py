@@ -1,0 +1,452 @@
+"""``make bench``: o2l's speed and memory against this machine's own limits, as ratios measured in one run.
+
+Writes ``benchmarks/results/latest.json`` and ``latest.md``. Every figure is the median of several runs after a
+warm-up, with min and max. FLOPs are analytic (o2l_tf/models/flops.py: 2 x multiply-adds of every convolution);
+a training step counts 3 x the forward FLOPs (forward, input gradients, weight gradients).
+
+Sections: 1 matmul peak (fp32, bf16); 2 training throughput of teacher and student through ``o2l_tf.training.run
+.train`` (the real fit loop, data pipeline, checkpoints), paper size and demo size, float32 and mixed_bfloat16;
+3 PyTorch (skipped when torch is absent); 4 input pipeline alone; 5 ``o2l predict`` end to end on 512 x 512
+phantoms of 100/200/400 slices, in child processes (peak RSS from wait4); 6 ``o2l build-records`` against a plain
+nibabel read; 7 ``o2l evaluate`` on a 512 x 512 x 200 case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+GIB = 1 << 30
+
+
+def stats(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+def repeat(function, runs: int, warmup: int = 1) -> list[float]:
+    """Seconds of ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        function()
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def child(args: list[str]) -> tuple[float, float]:
+    """Run a command; (seconds, peak RSS in GiB of that process tree's largest process) via wait4."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss * 1024 / GIB
+
+
+# --------------------------------------------------------------------------------------------------- 1. peak
+def matmul_peak(dtype: str, size: int = 2048, runs: int = 5) -> dict:
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size), dtype=tf.float32)
+    b = tf.random.normal((size, size), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    chain = 8
+
+    @tf.function
+    def work(x, y):
+        total = tf.zeros((), tf.float32)
+        for _ in range(chain):
+            total += tf.cast(tf.reduce_sum(tf.matmul(x, y)[:1, :1]), tf.float32)
+        return total
+
+    seconds = repeat(lambda: work(a, b).numpy(), runs, warmup=2)
+    flops = 2 * size ** 3 * chain
+    return {"dtype": dtype, "size": size, "gflops": stats([flops / s / 1e9 for s in seconds])}
+
+
+# ------------------------------------------------------------------------------------------------ cohorts
+def synth(out: str, cases: int, size: int, slices: tuple[int, int], seed: int = 0) -> str:
+    from o2l_tf.synth.cohort import CohortSpec, write_cohort
+
+    if not os.path.exists(os.path.join(out, "phantoms.json")):
+        write_cohort(out, CohortSpec(cases, size, slices, seed=seed), workers=min(2, cases), overwrite=True,
+                     progress=False)
+    return out
+
+
+def records(work: str, name: str, size: int, cases: int = 3, slices=(16, 20)) -> str:
+    from tfrecords_builder.build import BuildConfig, build_records
+
+    phantoms = synth(os.path.join(work, f"phantoms-{name}"), cases, size, slices)
+    out = os.path.join(work, f"records-{name}")
+    build_records(BuildConfig(data=phantoms, split=(100, 0, 0)), out, workers=2, overwrite=True, progress=False)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- 2. training
+SIZES = {  # name: (preset, records, per-epoch examples per case)
+    "paper": ("paper", "paper", 6),  # 320 x 320 crops, batch 2, 32 base filters
+    "demo": ("demo", "demo", 24),  # 128 x 128 crops, batch 4, 16 base filters
+}
+
+
+def training(work: str, role: str, size: str, precision: str, epochs: int, peaks: dict) -> dict:
+    from o2l_tf.configs.run import apply_overrides, preset
+    from o2l_tf.models import flops
+    from o2l_tf.training.run import train
+
+    preset_name, records_name, per_case = SIZES[size]
+    config = apply_overrides(preset(preset_name, role), [
+        f"train.epochs={epochs}", f"train.precision={precision}", "train.images_every=100000",
+        f"data.examples_per_case={per_case}", "train.weak_labels=none"])
+    records_dir = os.path.join(work, f"records-{records_name}")
+    run = train(config, records_dir, os.path.join(work, "runs", f"{role}-{size}-{precision}"), overwrite=True,
+                progress=False, log=lambda *_: None)
+    examples = run["steps_per_epoch"] * config.data.batch_size
+    rates = [examples / s for s in run["epoch_seconds"][1:]]  # epoch 1 traces and warms up
+    crop = config.data.crop_size
+    forward = (flops.teacher_flops(config.model, crop, crop) if role == "teacher"
+               else flops.student_flops(config.model, crop, crop, with_branch=True))
+    gflops = [3 * forward * r / 1e9 for r in rates]
+    peak = peaks["bfloat16" if precision == "mixed_bfloat16" else "float32"]["gflops"]["median"]
+    return {"role": role, "size": size, "precision": precision, "crop": crop, "batch": config.data.batch_size,
+            "base_filters": config.model.base_filters, "images_per_s": stats(rates), "gflops": stats(gflops),
+            "fraction_of_peak": statistics.median(gflops) / peak, "forward_gflop_per_image": forward / 1e9}
+
+
+# -------------------------------------------------------------------------------------------- inference
+def inference(base_filters: int, precision: str, peaks: dict, batch: int = 4, size: int = 512, runs: int = 5) -> dict:
+    import keras
+
+    from o2l_tf.configs.model import ModelConfig
+    from o2l_tf.inference.loading import InferenceModel
+    from o2l_tf.inference.volume import SlicePredictor
+    from o2l_tf.models import UNetBackbone, flops
+
+    config = ModelConfig(base_filters=base_filters)
+    keras.mixed_precision.set_global_policy("float32")
+    reference = UNetBackbone(config)
+    keras.mixed_precision.set_global_policy(precision)
+    network = UNetBackbone(config)
+    network.set_weights(reference.get_weights())
+    keras.mixed_precision.set_global_policy("float32")
+    predictor = SlicePredictor(InferenceModel(network, "student", (-200.0, 250.0), 16, "<bench>"))
+    hu = np.random.default_rng(0).uniform(-200, 250, (batch, size, size, 3)).astype(np.float32)
+    seconds = repeat(lambda: predictor(hu), runs, warmup=2)
+    rates = [batch / s for s in seconds]
+    forward = flops.backbone_flops(config, size, size)
+    gflops = [forward * r / 1e9 for r in rates]
+    peak = peaks["bfloat16" if precision == "mixed_bfloat16" else "float32"]["gflops"]["median"]
+    return {"base_filters": base_filters, "precision": precision, "batch": batch, "size": size,
+            "slices_per_s": stats(rates), "gflops": stats(gflops), "fraction_of_peak": statistics.median(gflops) / peak}
+
+
+# ---------------------------------------------------------------------------------------- input pipeline
+def input_pipeline(work: str, size: str, batches: int = 200, runs: int = 3) -> dict:
+    """Records -> augmented batches, as training reads them: start-up (shuffle buffer fill) and steady rate."""
+    from o2l_tf.configs.run import apply_overrides, preset
+    from o2l_tf.data import pipeline
+    from o2l_tf.data import records as rec
+    from o2l_tf.training.run import _sources
+
+    preset_name, records_name, per_case = SIZES[size]
+    config = apply_overrides(preset(preset_name, "student"),
+                             [f"data.examples_per_case={per_case}", "train.weak_labels=none"])
+    records_dir = os.path.join(work, f"records-{records_name}")
+    sources, _ = _sources(config, records_dir, rec.load_manifest(records_dir), None, False, print)
+    startups, rates = [], []
+    for epoch in range(runs + 1):  # a new seed per run, as each training epoch has; the first run warms up
+        data = iter(pipeline.training_dataset(sources, config.data, "student", True, batches + 1, epoch, 0))
+        started = time.perf_counter()
+        next(data)
+        first = time.perf_counter()
+        for _ in range(batches):
+            next(data)
+        if epoch:
+            startups.append(first - started)
+            rates.append(batches * config.data.batch_size / (time.perf_counter() - first))
+    return {"size": size, "crop": config.data.crop_size, "batch": config.data.batch_size,
+            "shuffle_buffer": config.data.shuffle_buffer, "examples_per_s": stats(rates),
+            "startup_s": stats(startups)}
+
+
+# ---------------------------------------------------------------------------------------------- predict
+def long_volume(source_dir: str, out_dir: str, slices: int) -> tuple[str, float]:
+    """A 512 x 512 phantom volume of ``slices`` slices (the phantom mirrored along z as often as needed)."""
+    import nibabel as nib
+
+    image = nib.load(os.path.join(source_dir, "volume-0.nii.gz"))
+    data = np.asarray(image.dataobj)
+    reps = [data, data[:, :, ::-1]] * (slices // (2 * data.shape[2]) + 1)
+    volume = np.concatenate(reps, axis=2)[:, :, :slices]
+    path = os.path.join(out_dir, f"volume-{slices}.nii.gz")
+    nib.save(nib.Nifti1Image(volume, image.affine, image.header), path)
+    return path, volume.nbytes / GIB
+
+
+def predict_model(work: str) -> str:
+    """The demo-size student (16 base filters, what make demo trains), seeded random weights, as a .keras file."""
+    import keras
+
+    from o2l_tf.configs.run import preset
+    from o2l_tf.training.run import build_model
+
+    path = os.path.join(work, "predict-model", "student.keras")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        keras.utils.set_random_seed(0)
+        build_model(preset("demo", "student")).save(path)
+    return path
+
+
+def predict_bench(work: str, o2l: str, runs: int) -> dict:
+    source = synth(os.path.join(work, "phantoms-512"), 1, 512, (100, 100))
+    model = predict_model(work)
+    results = {}
+    for slices, repeats in ((100, 1), (200, runs), (400, 1)):
+        folder = os.path.join(work, f"predict-{slices}")
+        os.makedirs(folder, exist_ok=True)
+        path, gib = long_volume(source, folder, slices)
+        measures = []
+        for k in range(repeats + (1 if slices == 200 else 0)):  # 200 slices: one warm-up run, then ``runs``
+            out = os.path.join(work, f"predictions-{slices}-{k}")
+            measures.append(child([o2l, "predict", "--model", model, path, "-o", out, "--quiet"]))
+        kept = measures[1:] if slices == 200 else measures
+        results[slices] = {"seconds": stats([s for s, _ in kept]), "slices_per_s": stats([slices / s for s, _ in kept]),
+                           "peak_rss_gib": stats([r for _, r in kept]), "volume_gib": gib}
+    return results
+
+
+def model_only_rss(o2l_python: str, model: str) -> float:
+    code = ("import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='2'\n"
+            "from o2l_tf.inference.loading import load_inference_model\n"
+            "from o2l_tf.inference.volume import SlicePredictor\nimport numpy as np\n"
+            f"m = load_inference_model({model!r}); p = SlicePredictor(m)\n"
+            "p(np.zeros((4, 512, 512, 3), np.float32))\n")
+    return child([o2l_python, "-c", code])[1]
+
+
+# ---------------------------------------------------------------------------------------- build-records
+def build_records_bench(work: str, o2l: str, python: str, runs: int) -> dict:
+    source = synth(os.path.join(work, "phantoms-build"), 4, 512, (60, 80), seed=3)
+    files = sorted(os.path.join(source, n) for n in os.listdir(source) if n.endswith(".nii.gz"))
+    read = ("import sys, numpy as np, nibabel as nib\n"
+            "for path in sys.argv[1:]:\n    np.asarray(nib.load(path).dataobj)\n")
+    nibabel = [child([python, "-c", read, *files]) for _ in range(runs)]
+    build = []
+    for k in range(runs):
+        build.append(child([o2l, "build-records", "--data", source, "--out", os.path.join(work, f"built-{k}"),
+                            "--split", "50:50:0", "--quiet"]))
+    import nibabel as nib
+
+    voxels = sum(int(np.prod(nib.load(p).shape)) for p in files if "volume-" in p)
+    slices = sum(nib.load(p).shape[2] for p in files if "volume-" in p)
+    megabytes = sum(int(np.prod(nib.load(p).shape)) * nib.load(p).get_data_dtype().itemsize for p in files) / 1e6
+    return {"cases": 4, "slices": slices, "voxels": voxels, "megabytes_decoded": megabytes,
+            "build": {"seconds": stats([s for s, _ in build]), "mb_per_s": stats([megabytes / s for s, _ in build]),
+                      "slices_per_s": stats([slices / s for s, _ in build]),
+                      "peak_rss_gib": stats([r for _, r in build])},
+            "nibabel_read": {"seconds": stats([s for s, _ in nibabel]),
+                             "mb_per_s": stats([megabytes / s for s, _ in nibabel])}}
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+def evaluate_bench(work: str, runs: int) -> dict:
+    import nibabel as nib
+
+    from o2l_tf.metrics.evaluation import evaluate_case
+
+    source = synth(os.path.join(work, "phantoms-512"), 1, 512, (100, 100))
+    folder = os.path.join(work, "evaluate")
+    os.makedirs(folder, exist_ok=True)
+    label = nib.load(os.path.join(source, "segmentation-0.nii.gz"))
+    data = np.asarray(label.dataobj)
+    reference = np.concatenate([data, data[:, :, ::-1]], axis=2)
+    prediction = np.roll(reference, (2, -2, 1), axis=(0, 1, 2))  # a good prediction, 1-2 voxels off
+    paths = {}
+    for name, array in (("reference", reference), ("prediction", prediction)):
+        paths[name] = os.path.join(folder, f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(array.astype(np.uint8), label.affine), paths[name])
+    seconds = repeat(lambda: evaluate_case("0", paths["prediction"], paths["reference"]), runs, warmup=1)
+    return {"shape": list(reference.shape), "case": "phantom truth vs the truth shifted by (2, -2, 1) voxels",
+            "seconds": stats(seconds)}
+
+
+# ------------------------------------------------------------------------------------------------ PyTorch
+def pytorch_section() -> dict:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return {"skipped": "torch is not installed (pip install torch; optional)"}
+    return {"skipped": "torch is installed, but the PyTorch U-Net comparison is not implemented yet"}
+
+
+# ------------------------------------------------------------------------------------------------ report
+def environment() -> dict:
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.machine()
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            info = stream.read()
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        flags = next(line for line in info.splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
+            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "gpus": len(tf.config.list_physical_devices("GPU")), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def _s(value: dict, digits: int = 1, scale: float = 1.0) -> str:
+    return (f"{value['median'] * scale:.{digits}f} ({value['min'] * scale:.{digits}f}-"
+            f"{value['max'] * scale:.{digits}f})")
+
+
+def markdown(result: dict) -> str:
+    env = result["environment"]
+    lines = [f"Hardware: {env['cpu']}, {env['cores']} cores, AVX512-BF16 {env['avx512_bf16']}, GPUs {env['gpus']}; "
+             f"TensorFlow {env['tensorflow']}, Keras {env['keras']}, Python {env['python']}; {env['date']}.",
+             "Figures: median (min-max) of the timed runs after a warm-up.", "",
+             "| Measure | Value | Target | Met |", "|---|---|---|---|"]
+    peaks = result["peak"]
+    for dtype, peak in peaks.items():
+        lines.append(f"| matmul peak {dtype} | {_s(peak['gflops'], 0)} GFLOP/s | – | – |")
+    for t in result["training"]:
+        target = "≥ 80 % of fp32 peak" if t["precision"] == "float32" and t["size"] == "paper" and t["role"] == "student" else "–"
+        met = "–" if target == "–" else ("yes" if t["fraction_of_peak"] >= 0.8 else "no")
+        lines.append(f"| train {t['role']} {t['size']} ({t['crop']} px, batch {t['batch']}, base {t['base_filters']}) "
+                     f"{t['precision']} | {_s(t['images_per_s'], 2)} img/s, {_s(t['gflops'], 0)} GFLOP/s, "
+                     f"{100 * t['fraction_of_peak']:.0f} % of peak | {target} | {met} |")
+    for key, ratio in result["ratios"].items():
+        target = result["targets"].get(key)
+        met = "–" if target is None else ("yes" if ratio >= target else "no")
+        lines.append(f"| {key.replace('_', ' ')} | {ratio:.2f}× | {'≥ %.1f×' % target if target else '–'} | {met} |")
+    for i in result["inference"]:
+        target = "≥ 90 % of fp32 peak" if i["precision"] == "float32" and i["base_filters"] == 32 else "–"
+        met = "–" if target == "–" else ("yes" if i["fraction_of_peak"] >= 0.9 else "no")
+        lines.append(f"| inference base {i['base_filters']} {i['precision']} ({i['size']}², batch {i['batch']}) | "
+                     f"{_s(i['slices_per_s'], 2)} slices/s, {_s(i['gflops'], 0)} GFLOP/s, "
+                     f"{100 * i['fraction_of_peak']:.0f} % of peak | {target} | {met} |")
+    for p in result["input_pipeline"]:
+        consumed = p["training_consumption"]
+        ratio = p["examples_per_s"]["median"] / consumed
+        lines.append(f"| input pipeline {p['size']} ({p['crop']} px) | {_s(p['examples_per_s'])} ex/s = {ratio:.0f}× "
+                     f"the fastest training's {consumed:.1f} ex/s; {_s(p['startup_s'])} s start-up per epoch "
+                     f"(shuffle buffer of {p['shuffle_buffer']}) | ≥ 10× | {'yes' if ratio >= 10 else 'no'} |")
+    predict = result["predict"]
+    model_rss = result["predict_model_rss_gib"]
+    for slices, p in predict.items():
+        budget = 4 * p["volume_gib"] + model_rss
+        lines.append(f"| o2l predict 512×512×{slices} (demo student) | {_s(p['seconds'])} s, "
+                     f"{_s(p['slices_per_s'])} slices/s, peak RSS {_s(p['peak_rss_gib'], 2)} GiB | RSS ≤ 4 × "
+                     f"{p['volume_gib']:.2f} + {model_rss:.2f} = {budget:.2f} GiB | "
+                     f"{'yes' if p['peak_rss_gib']['median'] <= budget else 'no'} |")
+    build = result["build_records"]
+    ratio = build["build"]["mb_per_s"]["median"] / build["nibabel_read"]["mb_per_s"]["median"]
+    lines.append(f"| o2l build-records ({build['cases']} cases, {build['slices']} slices, {build['megabytes_decoded']:.0f} MB) "
+                 f"| {_s(build['build']['mb_per_s'])} MB/s, {_s(build['build']['slices_per_s'])} slices/s, peak RSS "
+                 f"{_s(build['build']['peak_rss_gib'], 2)} GiB; nibabel read {_s(build['nibabel_read']['mb_per_s'])} "
+                 f"MB/s = {ratio:.2f}× | ≥ 0.5× | {'yes' if ratio >= 0.5 else 'no'} |")
+    evaluation = result["evaluate"]
+    lines.append(f"| o2l evaluate {'×'.join(map(str, evaluation['shape']))} | {_s(evaluation['seconds'], 2)} s | ≤ 5 s | "
+                 f"{'yes' if evaluation['seconds']['median'] <= 5 else 'no'} |")
+    lines.append(f"| PyTorch comparison | {result['pytorch'].get('skipped', 'measured')} | ≥ 1.0× train, ≥ 1.2× infer | – |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per measure")
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs per configuration (first = warm-up)")
+    args = parser.parse_args()
+    work = args.work or tempfile.mkdtemp(prefix="o2l-bench-")
+    os.makedirs(work, exist_ok=True)
+    bin_dir = os.path.dirname(sys.executable)
+    o2l = os.path.join(bin_dir, "o2l")
+    started = time.perf_counter()
+
+    def say(text):
+        print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)
+
+    result: dict = {"environment": environment()}
+    say("1. matmul peak")
+    result["peak"] = {d: matmul_peak(d, runs=args.runs + 2) for d in ("float32", "bfloat16")}
+    say("2. training throughput (records of 384 px and 192 px phantoms)")
+    records(work, "paper", 384)
+    records(work, "demo", 192)
+    result["training"] = []
+    for size in ("paper", "demo"):
+        for role in ("teacher", "student"):
+            for precision in ("float32", "mixed_bfloat16"):
+                result["training"].append(training(work, role, size, precision, args.epochs, result["peak"]))
+                t = result["training"][-1]
+                say(f"   {role} {size} {precision}: {t['images_per_s']['median']:.2f} img/s, "
+                    f"{100 * t['fraction_of_peak']:.0f} % of peak")
+    say("   inference (whole 512 x 512 slices)")
+    result["inference"] = [inference(base, precision, result["peak"], runs=args.runs + 2)
+                           for base in (32, 16) for precision in ("float32", "mixed_bfloat16")]
+
+    def rate(role, size, precision):
+        return next(t["images_per_s"]["median"] for t in result["training"]
+                    if (t["role"], t["size"], t["precision"]) == (role, size, precision))
+
+    def infer(base, precision):
+        return next(i["slices_per_s"]["median"] for i in result["inference"]
+                    if (i["base_filters"], i["precision"]) == (base, precision))
+
+    result["ratios"] = {
+        "bf16_vs_fp32_training_student_paper": rate("student", "paper", "mixed_bfloat16") / rate("student", "paper", "float32"),
+        "bf16_vs_fp32_training_teacher_paper": rate("teacher", "paper", "mixed_bfloat16") / rate("teacher", "paper", "float32"),
+        "bf16_vs_fp32_inference_base32": infer(32, "mixed_bfloat16") / infer(32, "float32"),
+    }
+    result["targets"] = {"bf16_vs_fp32_training_student_paper": 2.0, "bf16_vs_fp32_training_teacher_paper": 2.0,
+                         "bf16_vs_fp32_inference_base32": 1.6}
+    say("3. PyTorch")
+    result["pytorch"] = pytorch_section()
+    say("4. input pipeline")
+    result["input_pipeline"] = []
+    for size in ("paper", "demo"):
+        measure = input_pipeline(work, size, runs=args.runs)
+        measure["training_consumption"] = max(rate(role, size, p) for role in ("teacher", "student")
+                                              for p in ("float32", "mixed_bfloat16"))
+        result["input_pipeline"].append(measure)
+    say("5. o2l predict 512 x 512 x 100/200/400")
+    result["predict"] = predict_bench(work, o2l, args.runs)
+    result["predict_model_rss_gib"] = model_only_rss(sys.executable, predict_model(work))
+    say("6. o2l build-records")
+    result["build_records"] = build_records_bench(work, o2l, sys.executable, args.runs)
+    say("7. o2l evaluate")
+    result["evaluate"] = evaluate_bench(work, args.runs)
+    result["seconds"] = time.perf_counter() - started
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "latest.json"), "w") as stream:
+        json.dump(result, stream, indent=1)
+    table = markdown(result)
+    with open(os.path.join(RESULTS, "latest.md"), "w") as stream:
+        stream.write(table + "\n")
+    print(table)
+    say(f"done in {result['seconds'] / 60:.1f} min: {RESULTS}/latest.json, latest.md")
+
+
+if __name__ == "__main__":
+    main()
