@@ -23,6 +23,7 @@ class InferenceModel:
     hu_window: tuple[float, float]  # how the training records clipped and scaled HU
     divisor: int  # input height and width must be multiples of this
     path: str
+    precision: str = "float32"  # float32, or bfloat16 (mixed: bf16 convolutions, float32 probabilities)
 
     @property
     def needs_boxes(self) -> bool:
@@ -44,9 +45,51 @@ def model_file(path: str) -> str:
     return path
 
 
-def load_inference_model(path: str, hu_window: tuple[float, float] | None = None) -> InferenceModel:
-    """Load a student (branch dropped) or teacher; the HU window comes from the run's export.json."""
-    from o2l_tf.models import StudentSegmentor
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: CPUs whose oneDNN kernels run bfloat16 convolutions natively."""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            flags = next((line for line in stream if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto``: bfloat16 on CPU-only machines with native bf16 (make bench: faster, Dice unchanged), else float32."""
+    import tensorflow as tf
+
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bfloat16" if cpu_has_bf16() and not tf.config.list_physical_devices("GPU") else "float32"
+
+
+def _in_precision(network: keras.Model, precision: str) -> keras.Model:
+    """The same o2l model rebuilt under ``mixed_bfloat16`` (bf16 compute, float32 weights and softmax)."""
+    if precision == "float32":
+        return network
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        rebuilt = type(network).from_config(network.get_config())
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    rebuilt.set_weights(network.get_weights())
+    return rebuilt
+
+
+def load_inference_model(path: str, hu_window: tuple[float, float] | None = None,
+                         precision: str = "float32") -> InferenceModel:
+    """Load a student (branch dropped) or teacher; the HU window comes from the run's export.json.
+
+    ``precision``: float32, bfloat16 (mixed: bf16 convolutions, float32 probabilities) or auto.
+    """
+    from o2l_tf.models import StudentSegmentor, TeacherAnnotator, UNetBackbone
 
     file = model_file(path)
     try:
@@ -54,6 +97,11 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a foreign or damaged file
         reason = " ".join(str(error).split())[:160] or type(error).__name__
         raise InputError(f"{file}: not a loadable o2l model ({reason})") from error
+    precision = resolve_precision(precision)
+    if isinstance(network, (StudentSegmentor, TeacherAnnotator, UNetBackbone)):
+        network = _in_precision(network, precision)
+    else:
+        precision = "float32"
     if isinstance(network, StudentSegmentor):
         network = network.inference_model()
     inputs = set(network.input) if isinstance(network.input, dict) else set()
@@ -68,4 +116,4 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
         info = read_json(info_path) if gfile.exists(info_path) else {}
         hu_window = tuple(info.get("hu_window", PAPER_HU_WINDOW))
     pools = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in network.layers)
-    return InferenceModel(network, role, (float(hu_window[0]), float(hu_window[1])), 2 ** pools, file)
+    return InferenceModel(network, role, (float(hu_window[0]), float(hu_window[1])), 2 ** pools, file, precision)

@@ -36,6 +36,7 @@ class PredictOptions:
     probabilities: bool = False
     preview: bool = False
     name_template: str = "auto"
+    precision: str = "auto"  # see loading.resolve_precision
 
 
 def collect_inputs(inputs: list[str]) -> list[str]:
@@ -165,7 +166,7 @@ def predict_files(model_path: str, inputs: list[str], out_dir: str, options: Pre
     plan = plan_outputs(collect_inputs(inputs), out_dir, options.name_template)
     for path, _ in plan:
         check_3d(load_image(path), path)
-    model = load_inference_model(model_path, hu_window)
+    model = load_inference_model(model_path, hu_window, options.precision)
     boxes_by_case = None
     if box_file is not None:
         from tfrecords_builder.box_files import read_box_file
@@ -179,7 +180,7 @@ def predict_files(model_path: str, inputs: list[str], out_dir: str, options: Pre
             raise InputError(f"{box_file}: no boxes for {', '.join(naming.case_id(p) for p in missing[:5])}")
     os.makedirs(out_dir, exist_ok=True)
     predictor = SlicePredictor(model, options.tta)
-    log(f"model {model.path} ({model.role}, HU window {model.hu_window[0]:g}..{model.hu_window[1]:g}); "
+    log(f"model {model.path} ({model.role}, {model.precision}, HU window {model.hu_window[0]:g}..{model.hu_window[1]:g}); "
         f"{len(plan)} volume(s) -> {out_dir}")
     results = []
     for number, (path, output) in enumerate(plan, start=1):

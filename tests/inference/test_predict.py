@@ -16,7 +16,7 @@ from o2l_tf.inference.volume import SlicePredictor, predict_volume
 from o2l_tf.nifti import Reorientation, read_canonical_hu
 from tests.helpers import expect_one_line_error, run_cli
 
-RAW = PredictOptions(postprocess=False)
+RAW = PredictOptions(postprocess=False, precision="float32")  # compared with float32 computations
 
 
 def direct_probabilities(network, hu_canonical, window, divisor, organ=None, lesion=None):
@@ -62,6 +62,40 @@ def test_volume_prediction_equals_slice_by_slice_computation(student_run, phanto
     np.testing.assert_array_equal(labels[decided], expected.argmax(-1)[decided])
     counts = np.bincount(labels.ravel(), minlength=3) / labels.size
     assert (counts > 0.01).sum() >= 2, counts  # the random network's labels vary: the comparison means something
+
+
+def test_bfloat16_model_is_the_same_network_in_bf16(student_run, phantom):
+    exact = load_inference_model(student_run, precision="float32")
+    fast = load_inference_model(student_run, precision="bfloat16")
+    assert fast.precision == "bfloat16" and fast.role == "student" and fast.divisor == exact.divisor
+    convolutions = [layer for layer in fast.network.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convolutions and all(layer.compute_dtype == "bfloat16" for layer in convolutions)
+    assert all(layer.variable_dtype == "float32" for layer in convolutions)
+    for mine, theirs in zip(fast.network.weights, exact.network.weights):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+    hu = np.rint(phantom.volume).astype(np.int16)
+    expected = direct_probabilities(exact.network, hu, exact.hu_window, exact.divisor)
+    got = SlicePredictor(fast)(np.stack([hu[:, :, [max(z - 1, 0), z, min(z + 1, hu.shape[2] - 1)]]
+                                         for z in range(hu.shape[2])]).astype(np.float32))
+    got = np.moveaxis(got, 0, 2)
+    assert got.dtype == np.float32
+    difference = np.abs(got - expected)  # bf16 keeps 8 bits of mantissa through ~20 layers
+    assert np.quantile(difference, 0.999) < 0.02 and difference.max() < 0.1, (np.quantile(difference, 0.999),
+                                                                             difference.max())
+    margin = np.sort(expected, -1)[..., -1] - np.sort(expected, -1)[..., -2]
+    decided = margin > 2 * difference.max()
+    assert decided.mean() > 0.3  # half the voxels here: the comparison means something
+    np.testing.assert_array_equal(got.argmax(-1)[decided], expected.argmax(-1)[decided])
+
+
+def test_precision_auto_follows_the_cpu(monkeypatch):
+    from o2l_tf.inference import loading
+
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: True)
+    assert loading.resolve_precision("auto") == "bfloat16"
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: False)
+    assert loading.resolve_precision("auto") == "float32"
+    assert loading.resolve_precision("float32") == "float32"
 
 
 def test_same_anatomy_whatever_the_orientation(student_run, saved, tmp_path):
@@ -140,7 +174,7 @@ def test_header_geometry_is_copied_exactly(student_run, phantom, tmp_path, sform
 
 def test_probabilities_and_preview_files(student_run, saved, tmp_path):
     path = saved("LPS", "test-volume-3.nii")
-    options = PredictOptions(postprocess=False, probabilities=True, preview=True)
+    options = PredictOptions(postprocess=False, probabilities=True, preview=True, precision="float32")
     predict_files(student_run, [path], str(tmp_path / "out"), options, progress=False, log=lambda *_: None)
     labels = np.asarray(nib.load(str(tmp_path / "out" / "test-segmentation-3.nii")).dataobj)
     probabilities = nib.load(str(tmp_path / "out" / "test-segmentation-3_probabilities.nii")).get_fdata()
@@ -199,7 +233,7 @@ def test_a_teacher_predicts_with_a_box_file_and_refuses_without(tmp_path, saved,
     boxes = tmp_path / "boxes.csv"
     boxes.write_text("case_id,class,x0,y0,z0,x1,y1,z1\n1,liver,5,6,0,30,33,8\n1,lesion,10,12,2,14,15,4\n")
     code, _, err = run_cli(["predict", "--model", str(run), path, "-o", str(tmp_path / "out"), "--boxes", str(boxes),
-                            "--no-postprocess", "--quiet"], capsys)
+                            "--no-postprocess", "--precision", "float32", "--quiet"], capsys)
     assert code == 0, err
     written = nib.load(str(tmp_path / "out" / "segmentation-1.nii.gz"))
     source = nib.load(path)
