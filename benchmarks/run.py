@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,14 +50,21 @@ def repeat(function, runs: int, warmup: int = 1) -> list[float]:
 
 
 def child(args: list[str]) -> tuple[float, float]:
-    """Run a command; (seconds, peak RSS in GiB of that process tree's largest process) via wait4."""
-    started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(args)} failed: {process.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss * 1024 / GIB
+    """Run a command; (seconds, its peak RSS in GiB).
+
+    The RSS comes from GNU time's %M: a child forked from this (large) process would report this process's RSS
+    at fork time as its own maximum (Linux keeps the high-water mark across exec), so the measured command is
+    started by /usr/bin/time, a small process.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
+        started = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.decode()[-2000:]}")
+        kib = int(report.read().strip().splitlines()[-1])
+    return seconds, kib * 1024 / GIB
 
 
 # --------------------------------------------------------------------------------------------------- 1. peak
@@ -67,13 +75,13 @@ def matmul_peak(dtype: str, size: int = 2048, runs: int = 5) -> dict:
     b = tf.random.normal((size, size), dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
     chain = 8
+    scale = tf.cast(1.0 / np.sqrt(size), dtype)
 
     @tf.function
     def work(x, y):
-        total = tf.zeros((), tf.float32)
-        for _ in range(chain):
-            total += tf.cast(tf.reduce_sum(tf.matmul(x, y)[:1, :1]), tf.float32)
-        return total
+        for _ in range(chain):  # each product feeds the next: nothing to fold or deduplicate
+            x = tf.matmul(x, y) * scale
+        return tf.reduce_sum(tf.cast(x, tf.float32))
 
     seconds = repeat(lambda: work(a, b).numpy(), runs, warmup=2)
     flops = 2 * size ** 3 * chain
@@ -226,6 +234,7 @@ def predict_bench(work: str, o2l: str, runs: int) -> dict:
         measures = []
         for k in range(repeats + (1 if slices == 200 else 0)):  # 200 slices: one warm-up run, then ``runs``
             out = os.path.join(work, f"predictions-{slices}-{k}")
+            shutil.rmtree(out, ignore_errors=True)
             measures.append(child([o2l, "predict", "--model", model, path, "-o", out, "--quiet"]))
         kept = measures[1:] if slices == 200 else measures
         results[slices] = {"seconds": stats([s for s, _ in kept]), "slices_per_s": stats([slices / s for s, _ in kept]),
@@ -251,8 +260,9 @@ def build_records_bench(work: str, o2l: str, python: str, runs: int) -> dict:
     nibabel = [child([python, "-c", read, *files]) for _ in range(runs)]
     build = []
     for k in range(runs):
-        build.append(child([o2l, "build-records", "--data", source, "--out", os.path.join(work, f"built-{k}"),
-                            "--split", "50:50:0", "--quiet"]))
+        out = os.path.join(work, f"built-{k}")
+        shutil.rmtree(out, ignore_errors=True)  # a fresh build each time (an existing one would be reused)
+        build.append(child([o2l, "build-records", "--data", source, "--out", out, "--split", "50:50:0", "--quiet"]))
     import nibabel as nib
 
     voxels = sum(int(np.prod(nib.load(p).shape)) for p in files if "volume-" in p)
@@ -378,33 +388,49 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per measure")
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per configuration (first = warm-up)")
+    parser.add_argument("--resume", action="store_true", help="keep the sections already measured in --work")
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="o2l-bench-")
     os.makedirs(work, exist_ok=True)
-    bin_dir = os.path.dirname(sys.executable)
-    o2l = os.path.join(bin_dir, "o2l")
+    o2l = os.path.join(os.path.dirname(sys.executable), "o2l")
+    partial = os.path.join(work, "partial.json")
     started = time.perf_counter()
+    result: dict = {}
+    if args.resume and os.path.exists(partial):
+        with open(partial) as stream:
+            result = json.load(stream)
 
     def say(text):
         print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)
 
-    result: dict = {"environment": environment()}
-    say("1. matmul peak")
-    result["peak"] = {d: matmul_peak(d, runs=args.runs + 2) for d in ("float32", "bfloat16")}
-    say("2. training throughput (records of 384 px and 192 px phantoms)")
-    records(work, "paper", 384)
-    records(work, "demo", 192)
-    result["training"] = []
-    for size in ("paper", "demo"):
-        for role in ("teacher", "student"):
-            for precision in ("float32", "mixed_bfloat16"):
-                result["training"].append(training(work, role, size, precision, args.epochs, result["peak"]))
-                t = result["training"][-1]
-                say(f"   {role} {size} {precision}: {t['images_per_s']['median']:.2f} img/s, "
-                    f"{100 * t['fraction_of_peak']:.0f} % of peak")
-    say("   inference (whole 512 x 512 slices)")
-    result["inference"] = [inference(base, precision, result["peak"], runs=args.runs + 2)
-                           for base in (32, 16) for precision in ("float32", "mixed_bfloat16")]
+    def section(key, title, measure):
+        """Measure once; every finished section is saved, so a failure later loses nothing (--resume)."""
+        if key not in result:
+            say(title)
+            result[key] = measure()
+            with open(partial, "w") as stream:
+                json.dump(result, stream, indent=1)
+        return result[key]
+
+    section("environment", "environment", environment)
+    section("peak", "1. matmul peak", lambda: {d: matmul_peak(d, runs=args.runs + 2) for d in ("float32", "bfloat16")})
+
+    def train_all():
+        records(work, "paper", 384)
+        records(work, "demo", 192)
+        measured = []
+        for size in ("paper", "demo"):
+            for role in ("teacher", "student"):
+                for precision in ("float32", "mixed_bfloat16"):
+                    measured.append(training(work, role, size, precision, args.epochs, result["peak"]))
+                    say(f"   {role} {size} {precision}: {measured[-1]['images_per_s']['median']:.2f} img/s, "
+                        f"{100 * measured[-1]['fraction_of_peak']:.0f} % of peak")
+        return measured
+
+    section("training", "2. training throughput (records of 384 px and 192 px phantoms)", train_all)
+    section("inference", "   inference (whole 512 x 512 slices)",
+            lambda: [inference(base, precision, result["peak"], runs=args.runs + 2)
+                     for base in (32, 16) for precision in ("float32", "mixed_bfloat16")])
 
     def rate(role, size, precision):
         return next(t["images_per_s"]["median"] for t in result["training"]
@@ -421,23 +447,25 @@ def main() -> None:
     }
     result["targets"] = {"bf16_vs_fp32_training_student_paper": 2.0, "bf16_vs_fp32_training_teacher_paper": 2.0,
                          "bf16_vs_fp32_inference_base32": 1.6}
-    say("3. PyTorch")
-    result["pytorch"] = pytorch_section()
-    say("4. input pipeline")
-    result["input_pipeline"] = []
-    for size in ("paper", "demo"):
-        measure = input_pipeline(work, size, runs=args.runs)
-        measure["training_consumption"] = max(rate(role, size, p) for role in ("teacher", "student")
-                                              for p in ("float32", "mixed_bfloat16"))
-        result["input_pipeline"].append(measure)
-    say("5. o2l predict 512 x 512 x 100/200/400")
-    result["predict"] = predict_bench(work, o2l, args.runs)
-    result["predict_model_rss_gib"] = model_only_rss(sys.executable, predict_model(work))
-    say("6. o2l build-records")
-    result["build_records"] = build_records_bench(work, o2l, sys.executable, args.runs)
-    say("7. o2l evaluate")
-    result["evaluate"] = evaluate_bench(work, args.runs)
-    result["seconds"] = time.perf_counter() - started
+    section("pytorch", "3. PyTorch", pytorch_section)
+
+    def pipelines():
+        measured = []
+        for size in ("paper", "demo"):
+            measure = input_pipeline(work, size, runs=args.runs)
+            measure["training_consumption"] = max(rate(role, size, p) for role in ("teacher", "student")
+                                                  for p in ("float32", "mixed_bfloat16"))
+            measured.append(measure)
+        return measured
+
+    section("input_pipeline", "4. input pipeline", pipelines)
+    section("predict", "5. o2l predict 512 x 512 x 100/200/400", lambda: predict_bench(work, o2l, args.runs))
+    section("predict_model_rss_gib", "   model alone",
+            lambda: model_only_rss(sys.executable, predict_model(work)))
+    section("build_records", "6. o2l build-records",
+            lambda: build_records_bench(work, o2l, sys.executable, args.runs))
+    section("evaluate", "7. o2l evaluate", lambda: evaluate_bench(work, args.runs))
+    result["seconds"] = result.get("seconds", 0.0) + time.perf_counter() - started
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.json"), "w") as stream:
         json.dump(result, stream, indent=1)
@@ -445,7 +473,7 @@ def main() -> None:
     with open(os.path.join(RESULTS, "latest.md"), "w") as stream:
         stream.write(table + "\n")
     print(table)
-    say(f"done in {result['seconds'] / 60:.1f} min: {RESULTS}/latest.json, latest.md")
+    say(f"done: {RESULTS}/latest.json, latest.md")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import platform
 import subprocess
 
 from o2l_tf import __version__
-from o2l_tf.io_utils import atomic_write_bytes
+from o2l_tf.io_utils import atomic_write_bytes, read_json
 from o2l_tf.reproduce.plan import RATIOS, Row, study_rows
 
 TITLES = {
@@ -24,6 +24,15 @@ PAPER = ["paper_liver_dice_global", "paper_liver_dice_per_case", "paper_lesion_d
          "paper_lesion_dice_per_case", "paper_burden_rmse"]
 
 
+def code_commit() -> str | None:
+    """The git commit of the o2l source tree, if it is a checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(__file__),
+                              capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def environment() -> dict:
     """Versions and hardware, for the report's provenance line."""
     import keras
@@ -36,12 +45,7 @@ def environment() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in stream if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(__file__),
-                                capture_output=True, text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"o2l": __version__, "commit": commit, "python": platform.python_version(), "tensorflow": tf.__version__,
+    return {"o2l": __version__, "commit": code_commit(), "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform(), "cpu": cpu,
             "cores": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU"))}
 
@@ -120,9 +124,12 @@ def plot_ratios(values: list[dict], path: str) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def provenance(command: str, scale: str, seed: int, env: dict) -> str:
+def provenance(command: str, scale: str, seed: int, env: dict, started_at: str | None) -> str:
+    commit = env["commit"] or "unknown"
+    if started_at and started_at != env["commit"]:
+        commit = f"started at {started_at}, reported at {commit}"
     return (f"Command: `{command}`  \nScale: {scale}, seed {seed} (training phantoms seed {seed}, held-out test "
-            f"phantoms seed {seed + 1})  \no2l {env['o2l']} (commit {env['commit'] or 'unknown'}), Python "
+            f"phantoms seed {seed + 1})  \no2l {env['o2l']} (commit {commit}), Python "
             f"{env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, NumPy {env['numpy']}  \n"
             f"Hardware: {env['cpu']}, {env['cores']} cores, {env['gpus']} GPU(s); {env['platform']}")
 
@@ -142,7 +149,10 @@ def write_study(out: str, study: str, results: dict[str, dict], header: str) -> 
 def write_reports(out: str, studies: list[str], results: dict[str, dict], command: str, scale: str,
                   seed: int) -> str:
     env = environment()
-    header = ("# o2l reproduce: synthetic phantom results (not LiTS)\n\n" + provenance(command, scale, seed, env)
+    plan = os.path.join(out, "plan.json")
+    started_at = read_json(plan).get("started_at_commit") if os.path.exists(plan) else None
+    header = ("# o2l reproduce: synthetic phantom results (not LiTS)\n\n"
+              + provenance(command, scale, seed, env, started_at)
               + "\n\nDice in %, global and per case over the held-out test phantoms; the paper's columns are its "
                 "LiTS numbers, for orientation only.")
     sections = [write_study(out, study, results, header) for study in studies]

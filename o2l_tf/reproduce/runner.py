@@ -112,7 +112,10 @@ class Reproduction:
                 raise InputError(f"{path}: this folder holds a reproduction at scale {found.get('scale')} seed "
                                  f"{found.get('seed')}; use another --out for scale {self.scale_name} seed {self.seed}")
         os.makedirs(self.out, exist_ok=True)
-        write_json(path, record)
+        if not os.path.exists(path):  # the code the first arms ran with (a resumed run keeps it)
+            from o2l_tf.reproduce.report import code_commit
+
+            write_json(path, {**record, "started_at_commit": code_commit()})
 
     # ----------------------------------------------------------------------------------------------- inputs
     def prepare_cohorts(self) -> None:
