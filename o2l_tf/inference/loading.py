@@ -70,13 +70,24 @@ def resolve_precision(precision: str) -> str:
 
 
 def _in_precision(network: keras.Model, precision: str) -> keras.Model:
-    """The same o2l model rebuilt under ``mixed_bfloat16`` (bf16 compute, float32 weights and softmax)."""
+    """The same network rebuilt under ``mixed_bfloat16``: bf16 compute, float32 weights, float32 softmax.
+
+    Every layer is re-created from its config with the mixed policy (the sub-layers of o2l's blocks take the
+    global policy, set meanwhile), except softmax activations, which keep float32 probabilities.
+    """
     if precision == "float32":
         return network
+
+    def clone(layer):
+        config = layer.get_config()
+        if not (isinstance(layer, keras.layers.Activation) and config.get("activation") == "softmax"):
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        rebuilt = type(network).from_config(network.get_config())
+        rebuilt = keras.models.clone_model(network, clone_function=clone)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     rebuilt.set_weights(network.get_weights())
@@ -89,7 +100,8 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
 
     ``precision``: float32, bfloat16 (mixed: bf16 convolutions, float32 probabilities) or auto.
     """
-    from o2l_tf.models import StudentSegmentor, TeacherAnnotator, UNetBackbone
+    from o2l_tf.models import StudentSegmentor
+    from o2l_tf.models.unet import ConfiguredModel
 
     file = model_file(path)
     try:
@@ -97,13 +109,10 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a foreign or damaged file
         reason = " ".join(str(error).split())[:160] or type(error).__name__
         raise InputError(f"{file}: not a loadable o2l model ({reason})") from error
-    precision = resolve_precision(precision)
-    if isinstance(network, (StudentSegmentor, TeacherAnnotator, UNetBackbone)):
-        network = _in_precision(network, precision)
-    else:
-        precision = "float32"
     if isinstance(network, StudentSegmentor):
         network = network.inference_model()
+    elif isinstance(network, ConfiguredModel):  # a plain functional view of the same layers, which Keras can clone
+        network = keras.Model(inputs=network.input, outputs=network.output, name=network.name)
     inputs = set(network.input) if isinstance(network.input, dict) else set()
     if inputs == {"image"}:
         role = "student"
@@ -111,6 +120,8 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
         role = "teacher"
     else:
         raise InputError(f"{file}: not an o2l student or teacher (inputs {sorted(inputs) or network.input})")
+    precision = resolve_precision(precision)
+    network = _in_precision(network, precision)
     if hu_window is None:
         info_path = os.path.join(os.path.dirname(file), EXPORT_INFO)
         info = read_json(info_path) if gfile.exists(info_path) else {}

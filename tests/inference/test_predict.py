@@ -88,6 +88,34 @@ def test_bfloat16_model_is_the_same_network_in_bf16(student_run, phantom):
     np.testing.assert_array_equal(got.argmax(-1)[decided], expected.argmax(-1)[decided])
 
 
+@pytest.mark.parametrize("kind", ["exported student", "teacher"])
+def test_bfloat16_from_the_files_training_writes(tmp_path, kind):
+    """train() exports the student's plain functional inference model and the TeacherAnnotator itself."""
+    from o2l_tf.configs.model import ModelConfig
+    from o2l_tf.models import StudentSegmentor, TeacherAnnotator
+
+    keras.utils.set_random_seed(5)
+    config = ModelConfig(depth=2, base_filters=4)
+    if kind == "teacher":
+        network, name = TeacherAnnotator(config), "teacher.keras"
+    else:
+        network, name = StudentSegmentor(config).inference_model(), "student.keras"
+    network.save(str(tmp_path / name))
+    exact = load_inference_model(str(tmp_path), precision="float32")
+    fast = load_inference_model(str(tmp_path), precision="bfloat16")
+    assert (exact.precision, fast.precision) == ("float32", "bfloat16") and fast.role == exact.role
+    convolutions = [layer for layer in fast.network.layers if isinstance(layer, keras.layers.Conv2D)]
+    nested = [layer for layer in fast.network.layers if layer.__class__.__module__.startswith("o2l_tf")]
+    assert nested and all(layer.compute_dtype == "bfloat16" for layer in nested + convolutions)
+    rng = np.random.default_rng(0)
+    inputs = {"image": rng.uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)}
+    if kind == "teacher":
+        inputs.update(organ_box=np.ones((2, 16, 16, 1), np.float32), lesion_box=np.zeros((2, 16, 16, 1), np.float32))
+    got, expected = np.asarray(fast.network(inputs)), np.asarray(exact.network(inputs))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=0.03)
+
+
 def test_precision_auto_follows_the_cpu(monkeypatch):
     from o2l_tf.inference import loading
 
