@@ -243,10 +243,11 @@ def predict_bench(work: str, o2l: str, runs: int) -> dict:
 
 
 def model_only_rss(o2l_python: str, model: str) -> float:
+    """TensorFlow plus the model as o2l predict loads it (default precision) after one 512² batch."""
     code = ("import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='2'\n"
             "from o2l_tf.inference.loading import load_inference_model\n"
             "from o2l_tf.inference.volume import SlicePredictor\nimport numpy as np\n"
-            f"m = load_inference_model({model!r}); p = SlicePredictor(m)\n"
+            f"m = load_inference_model({model!r}, precision='auto'); p = SlicePredictor(m)\n"
             "p(np.zeros((4, 512, 512, 3), np.float32))\n")
     return child([o2l_python, "-c", code])[1]
 
