@@ -143,17 +143,13 @@ def inference(base_filters: int, precision: str, peaks: dict, batch: int = 4, si
     import keras
 
     from o2l_tf.configs.model import ModelConfig
-    from o2l_tf.inference.loading import InferenceModel
+    from o2l_tf.inference.loading import InferenceModel, in_precision
     from o2l_tf.inference.volume import SlicePredictor
     from o2l_tf.models import UNetBackbone, flops
 
     config = ModelConfig(base_filters=base_filters)
-    keras.mixed_precision.set_global_policy("float32")
-    reference = UNetBackbone(config)
-    keras.mixed_precision.set_global_policy(precision)
-    network = UNetBackbone(config)
-    network.set_weights(reference.get_weights())
-    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    network = in_precision(UNetBackbone(config), "bfloat16" if precision == "mixed_bfloat16" else "float32")
     predictor = SlicePredictor(InferenceModel(network, "student", (-200.0, 250.0), 16, "<bench>"))
     hu = np.random.default_rng(0).uniform(-200, 250, (batch, size, size, 3)).astype(np.float32)
     seconds = repeat(lambda: predictor(hu), runs, warmup=2)
@@ -209,7 +205,7 @@ def long_volume(source_dir: str, out_dir: str, slices: int) -> tuple[str, float]
 
 
 def predict_model(work: str) -> str:
-    """The demo-size student (16 base filters, what make demo trains), seeded random weights, as a .keras file."""
+    """The demo-size student (16 base filters), seeded random weights, saved as training exports it."""
     import keras
 
     from o2l_tf.configs.run import preset
@@ -219,7 +215,7 @@ def predict_model(work: str) -> str:
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         keras.utils.set_random_seed(0)
-        build_model(preset("demo", "student")).save(path)
+        build_model(preset("demo", "student")).inference_model().save(path)
     return path
 
 
@@ -313,17 +309,11 @@ def environment() -> dict:
     import keras
     import tensorflow as tf
 
-    cpu = platform.machine()
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as stream:
-            info = stream.read()
-        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        flags = next(line for line in info.splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+    from o2l_tf import machine
+
+    return {"cpu": machine.cpu()[0], "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in machine.cpu()[1],
+            "amx": "amx_bf16" in machine.cpu()[1], "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
             "gpus": len(tf.config.list_physical_devices("GPU")), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import keras
 from tensorflow.io import gfile
 
+from o2l_tf import machine
 from o2l_tf.data.schema import PAPER_HU_WINDOW
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json
@@ -48,16 +49,6 @@ def model_file(path: str) -> str:
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: CPUs whose oneDNN kernels run bfloat16 convolutions natively."""
-    try:
-        with open("/proc/cpuinfo") as stream:
-            flags = next((line for line in stream if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def resolve_precision(precision: str) -> str:
     """``auto``: bfloat16 on CPU-only machines with native bf16 (make bench: faster, Dice unchanged), else float32."""
     import tensorflow as tf
@@ -66,10 +57,10 @@ def resolve_precision(precision: str) -> str:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
-    return "bfloat16" if cpu_has_bf16() and not tf.config.list_physical_devices("GPU") else "float32"
+    return "bfloat16" if machine.has_native_bf16() and not tf.config.list_physical_devices("GPU") else "float32"
 
 
-def _in_precision(network: keras.Model, precision: str) -> keras.Model:
+def in_precision(network: keras.Model, precision: str) -> keras.Model:
     """The same network rebuilt under ``mixed_bfloat16``: bf16 compute, float32 weights, float32 softmax.
 
     Every layer is re-created from its config with the mixed policy (the sub-layers of o2l's blocks take the
@@ -121,7 +112,7 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
     else:
         raise InputError(f"{file}: not an o2l student or teacher (inputs {sorted(inputs) or network.input})")
     precision = resolve_precision(precision)
-    network = _in_precision(network, precision)
+    network = in_precision(network, precision)
     if hu_window is None:
         info_path = os.path.join(os.path.dirname(file), EXPORT_INFO)
         info = read_json(info_path) if gfile.exists(info_path) else {}

@@ -8,7 +8,7 @@ import os
 import platform
 import subprocess
 
-from o2l_tf import __version__
+from o2l_tf import __version__, machine
 from o2l_tf.io_utils import atomic_write_bytes, read_json
 from o2l_tf.reproduce.plan import RATIOS, Row, study_rows
 
@@ -39,14 +39,8 @@ def environment() -> dict:
     import numpy
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as stream:
-            cpu = next(line.split(":", 1)[1].strip() for line in stream if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {"o2l": __version__, "commit": code_commit(), "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform(), "cpu": cpu,
+            "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform(), "cpu": machine.cpu()[0],
             "cores": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU"))}
 
 

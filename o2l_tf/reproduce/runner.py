@@ -45,13 +45,13 @@ def write_truth_boxes(test_dir: str, path: str) -> None:
     Each slice's box is a one-voxel-thick 3D box in file voxel coordinates, so any storage orientation maps back.
     """
     from o2l_tf.metrics.evaluation import label_files
-    from o2l_tf.nifti import load_image, read_labels
+    from o2l_tf.nifti import Reorientation, load_image, read_labels
 
     lines = ["case_id,class,x0,y0,z0,x1,y1,z1"]
     for case, label_path in label_files(test_dir, "reference").items():
         image = load_image(label_path)
         label = read_labels(image, label_path)
-        axial = [code in "SI" for code in nib_axcodes(image)].index(True)
+        axial = [code in "SI" for code in Reorientation.of(image).axcodes].index(True)
         planes = [a for a in range(3) if a != axial]
         for k in range(label.shape[axial]):
             organ, lesion = box_ops.slice_boxes(np.take(label, k, axis=axial))
@@ -62,12 +62,6 @@ def write_truth_boxes(test_dir: str, path: str) -> None:
                     high[planes[0]], high[planes[1]], high[axial] = a1, b1, k
                     lines.append(",".join(map(str, [case, cls, *low, *high])))
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-
-
-def nib_axcodes(image) -> tuple[str, ...]:
-    import nibabel as nib
-
-    return nib.aff2axcodes(image.affine)
 
 
 def box_partition_volume(canonical_label: np.ndarray) -> np.ndarray:

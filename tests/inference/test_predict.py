@@ -117,11 +117,12 @@ def test_bfloat16_from_the_files_training_writes(tmp_path, kind):
 
 
 def test_precision_auto_follows_the_cpu(monkeypatch):
+    from o2l_tf import machine
     from o2l_tf.inference import loading
 
-    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(machine, "has_native_bf16", lambda: True)
     assert loading.resolve_precision("auto") == "bfloat16"
-    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(machine, "has_native_bf16", lambda: False)
     assert loading.resolve_precision("auto") == "float32"
     assert loading.resolve_precision("float32") == "float32"
 
