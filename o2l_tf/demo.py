@@ -24,17 +24,21 @@ class DemoScale:
     preset: str
     split: tuple[int, int, int] = (30, 60, 10)
     split_seed: int = 2  # with the demo cohort: both contrast phases among the 3 strong cases (seed 0: none)
+    student_overrides: tuple[str, ...] = ()  # --set style changes to the preset's student
 
 
 SCALES = {
-    "demo": DemoScale(cases=10, size=192, slices=(48, 64), held_out=3, preset="demo"),
+    # The student gets 30 epochs instead of the preset's 20 (the time saved by validating every 5th epoch):
+    # liver Dice per case 0.855/0.908/0.895 against 0.850/0.876/0.876, in 421 s instead of 497 s.
+    "demo": DemoScale(cases=10, size=192, slices=(48, 64), held_out=3, preset="demo",
+                      student_overrides=("train.epochs=30", "train.decay_start_epoch=24")),
     "test": DemoScale(cases=6, size=48, slices=(12, 16), held_out=2, preset="test", split=(50, 34, 16)),
 }
 
 
 def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) -> dict:
     """Run every stage into ``out`` (replacing an earlier demo there); returns the evaluation summary."""
-    from o2l_tf.configs.run import preset
+    from o2l_tf.configs.run import apply_overrides, preset
     from o2l_tf.data import inspect
     from o2l_tf.inference.predict import PredictOptions, predict_files
     from o2l_tf.metrics.evaluation import evaluate_folders, format_report, rows_to_csv
@@ -62,8 +66,8 @@ def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) ->
     stage(f"train teacher (preset {plan.preset}) -> {teacher_dir}")
     train(preset(plan.preset, "teacher"), paths["records"], teacher_dir, overwrite=True, progress=progress, log=log)
     stage(f"pseudo-labels and train student -> {student_dir}")
-    train(preset(plan.preset, "student"), paths["records"], student_dir, teacher_dir=teacher_dir, overwrite=True,
-          progress=progress, log=log)
+    student = apply_overrides(preset(plan.preset, "student"), list(plan.student_overrides))
+    train(student, paths["records"], student_dir, teacher_dir=teacher_dir, overwrite=True, progress=progress, log=log)
     stage(f"synth: {plan.held_out} held-out phantoms (another seed) -> {paths['test']}")
     write_cohort(paths["test"], CohortSpec(plan.held_out, plan.size, plan.slices, seed=1), workers=workers,
                  overwrite=True, progress=progress)

@@ -2,6 +2,7 @@
 
 from o2l_tf.layers.attention import BoxAttention
 from o2l_tf.layers.blocks import ConvBlock
+from o2l_tf.layers.normalization import FusedBatchNorm
 from o2l_tf.layers.pixel_shuffle import PixelShuffle
 
-__all__ = ["BoxAttention", "ConvBlock", "PixelShuffle"]
+__all__ = ["BoxAttention", "ConvBlock", "FusedBatchNorm", "PixelShuffle"]

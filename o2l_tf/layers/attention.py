@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from o2l_tf.layers.normalization import FusedBatchNorm
+
 MODES = ("o2l", "multichannel")
 
 
@@ -39,7 +41,7 @@ class BoxAttention(keras.layers.Layer):
         box_channels = 1 if self.mode == "o2l" else 2
         for name in self.gate_names:
             conv = keras.layers.Conv2D(channels, self.kernel_size, padding="same", use_bias=False, name=f"{name}_conv")
-            norm = keras.layers.BatchNormalization(momentum=self.norm_momentum, synchronized=True, name=f"{name}_norm")
+            norm = FusedBatchNorm(momentum=self.norm_momentum, synchronized=True, name=f"{name}_norm")
             conv.build((*box_shape[:-1], box_channels))
             norm.build((*box_shape[:-1], channels))
             # Plain attributes, like ConvBlock's: tf.train.Checkpoint follows them, whereas layers kept in a

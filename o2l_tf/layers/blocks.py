@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from o2l_tf.layers.normalization import FusedBatchNorm
+
 
 @keras.saving.register_keras_serializable(package="o2l")
 class ConvBlock(keras.layers.Layer):
@@ -15,9 +17,9 @@ class ConvBlock(keras.layers.Layer):
             raise ValueError(f"filters must be at least 1, got {filters}")
         self.filters, self.norm_momentum = filters, norm_momentum
         self.conv1 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1")
-        self.norm1 = keras.layers.BatchNormalization(momentum=norm_momentum, synchronized=True, name="norm1")
+        self.norm1 = FusedBatchNorm(momentum=norm_momentum, synchronized=True, name="norm1")
         self.conv2 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2")
-        self.norm2 = keras.layers.BatchNormalization(momentum=norm_momentum, synchronized=True, name="norm2")
+        self.norm2 = FusedBatchNorm(momentum=norm_momentum, synchronized=True, name="norm2")
 
     def build(self, input_shape):
         self.conv1.build(input_shape)

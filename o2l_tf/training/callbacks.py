@@ -101,16 +101,26 @@ class ProgressLine(keras.callbacks.Callback):
         self.started = self.epoch_started = None
         self.first_epoch = None
         self.seconds: list[float] = []  # wall time of each epoch run, for the summary (and make bench)
+        # Steps per second of each epoch from its first finished step to its last: the steady state, without
+        # the epoch's start-up (fit set-up, shuffle-buffer fill) or its end (validation, checkpoint).
+        self.steady_steps_per_second: list[float] = []
+        self.step_times: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
+        self.step_times = []
         if self.first_epoch is None:
             self.first_epoch, self.started = epoch, self.epoch_started
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step_times.append(time.perf_counter())
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         seconds = time.perf_counter() - self.epoch_started
         self.seconds.append(seconds)
+        if len(self.step_times) > 1:
+            self.steady_steps_per_second.append((len(self.step_times) - 1) / (self.step_times[-1] - self.step_times[0]))
         logs["examples_per_second"] = self.examples / max(seconds, 1e-9)
         done = epoch + 1 - self.first_epoch
         eta = (time.perf_counter() - self.started) / done * (self.epochs - epoch - 1)

@@ -218,7 +218,7 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
             raise cb.TrainingDiverged(f"loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
                                       f"is kept ({kept or 'none yet'})")
     summary = {"history": history, "steps_per_epoch": steps, "first_epoch": first_epoch,
-               "epoch_seconds": progress_line.seconds}
+               "epoch_seconds": progress_line.seconds, "steady_steps_per_second": progress_line.steady_steps_per_second}
     if chief:
         summary.update(export(model, config, model_dir, hu_window))
     return summary
