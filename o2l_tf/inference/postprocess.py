@@ -14,33 +14,51 @@ from scipy import ndimage
 from o2l_tf.data.boxes import bounding_slices
 
 TWENTY_SIX = np.ones((3, 3, 3), bool)
-AXIAL_CROSS = np.zeros((3, 3, 3), bool)
-AXIAL_CROSS[:, :, 1] = ndimage.generate_binary_structure(2, 1)  # in-plane neighbours only
 
 
 def fill_axial_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill the holes of every axial slice (axis 2) of a 3D mask in one call."""
-    # Empty slices above and below keep the first and last slices off the array border, which
-    # binary_fill_holes would otherwise treat as background reaching the outside.
-    padded = np.pad(mask, ((0, 0), (0, 0), (1, 1)))
-    return ndimage.binary_fill_holes(padded, AXIAL_CROSS)[:, :, 1:-1]
+    """Fill the holes of every axial slice (axis 2) of a 3D boolean mask, in place, one slice at a time.
+
+    A hole is background that cannot reach the slice's border through in-plane 4-neighbours; slice by slice,
+    the temporaries are one slice, not copies of the volume.
+    """
+    for z in range(mask.shape[2]):
+        if mask[:, :, z].any():
+            mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
+    return mask
 
 
-def postprocess(labels: np.ndarray) -> np.ndarray:
-    """Largest liver component, holes filled, lesions only inside it (canonical uint8 labels in, out)."""
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """26-connected components as uint16 (half of label()'s default int32), int32 only past 65,535 of them."""
+    try:
+        return ndimage.label(mask, TWENTY_SIX, output=np.uint16)
+    except RuntimeError:  # scipy: "insufficient bit-depth in requested output type"
+        return ndimage.label(mask, TWENTY_SIX)
+
+
+def postprocess(labels: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Largest liver component, holes filled, lesions only inside it (canonical uint8 labels in, out).
+
+    ``in_place`` overwrites ``labels`` (o2l predict: no second label volume). Everything else works on the
+    liver's bounding box, so a whole-volume temporary is never more than one byte per voxel of that box
+    times a few.
+    """
     labels = np.asarray(labels, np.uint8)
-    result = np.zeros_like(labels)
-    liver = labels >= 1
-    if not liver.any():
+    result = labels if in_place else labels.copy()
+    box = bounding_slices(labels)  # label >= 1: the liver's box
+    if box is None:
         return result
-    box = bounding_slices(liver)  # work on the liver's box only: label() returns int32 per voxel
-    components, count = ndimage.label(liver[box], TWENTY_SIX)
+    components, count = _components(labels[box] >= 1)
     sizes = np.bincount(components.ravel(), minlength=count + 1)
     sizes[0] = 0
     kept = components == int(np.argmax(sizes))
     del components
     kept = fill_axial_holes(kept)
-    lesion = fill_axial_holes((labels[box] == 2) & kept) & kept
+    lesion = labels[box] == 2
+    lesion &= kept
+    lesion = fill_axial_holes(lesion)
+    lesion &= kept
+    result.fill(0)
     cropped = result[box]
     cropped[kept] = 1
     cropped[lesion] = 2

@@ -137,8 +137,14 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
               dynamic_ncols=True, leave=False) as bar:
         labels, probabilities = predict_volume(predictor, hu, options.batch_size, boxes, options.probabilities,
                                                on_batch=bar.update)
+    preview = None
+    if not options.preview:
+        del hu  # the HU volume is only needed again for the preview: the label volumes need the room
     if options.postprocess:
-        labels = postprocess(labels)
+        labels = postprocess(labels, in_place=True)
+    if options.preview:
+        preview = viz.volume_preview(hu, labels, reorientation.canonical_spacing)
+        del hu
     written = [output_path]
     write_nifti(like(image, reorientation.to_file(labels)), output_path)
     if probabilities is not None:
@@ -146,9 +152,9 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
         on_file_grid = np.stack([reorientation.to_file(probabilities[..., c]) for c in range(3)], axis=-1)
         write_nifti(like(image, on_file_grid, slope=1.0 / 255.0), path)
         written.append(path)
-    if options.preview:
+    if preview is not None:
         path = sibling(output_path, "", ".png")
-        viz.write_png(path, viz.volume_preview(hu, labels, reorientation.canonical_spacing))
+        viz.write_png(path, preview)
         written.append(path)
     voxel_ml = float(np.prod(reorientation.canonical_spacing)) / 1000.0
     return {"input": input_path, "outputs": written, "shape": list(reorientation.file_shape),

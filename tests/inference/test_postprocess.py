@@ -56,3 +56,25 @@ def test_postprocessing_keeps_the_largest_component_by_26_connectivity():
     labels[21, 21, 5] = 1
     result = postprocess(labels)
     assert result[20, 20, 5] == 1 and result[21, 21, 5] == 1
+
+
+def test_in_place_gives_the_same_labels_and_more_components_than_uint16_holds():
+    labels = np.zeros((104, 104, 30), np.uint8)
+    labels[::2, ::2, ::2] = 1  # isolated voxels (26-connectivity: 2 apart never touch)
+    labels[::4, ::4, ::4] = 2  # some of them lesion
+    labels[60:, 60:, 18:] = 0
+    labels[70:100, 70:100, 22:29] = 1  # and one block: the largest component
+    labels[80:85, 80:85, 24:27] = 2
+    expected = np.zeros_like(labels)
+    expected[70:100, 70:100, 22:29] = 1
+    expected[80:85, 80:85, 24:27] = 2
+    copy = labels.copy()
+    np.testing.assert_array_equal(postprocess(labels), expected)
+    np.testing.assert_array_equal(labels, copy)  # not in place: the input is untouched
+    many = np.zeros((140, 140, 30), np.uint8)
+    many[::2, ::2, ::2] = 1  # 70 * 70 * 15 = 73,500 components: past uint16, label() falls back to int32
+    many[96:134, 96:134, 6:24] = 0  # a margin, so no dot touches the block
+    many[100:130, 100:130, 10:20] = 1
+    result = postprocess(many, in_place=True)
+    assert result is many
+    assert np.count_nonzero(result) == 30 * 30 * 10 and result[100:130, 100:130, 10:20].min() == 1
