@@ -140,7 +140,20 @@ def _panel_batches(config: RunConfig, records_dir: str, manifest: dict, sources,
 
 def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None = None,
           overwrite: bool = False, devices: str | None = None, progress: bool = True, log=print) -> dict:
-    """Train (or resume) a teacher or a student; returns a summary with the exported files and final metrics."""
+    """Train (or resume) a teacher or a student; returns a summary with the exported files and final metrics.
+
+    The run's precision policy is global in Keras; the caller's policy is restored afterwards, so a model built
+    later in the same process (o2l demo, the bench) is not silently built in another precision.
+    """
+    previous = keras.config.dtype_policy()
+    try:
+        return _train(config, records_dir, model_dir, teacher_dir, overwrite, devices, progress, log)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None, overwrite: bool,
+           devices: str | None, progress: bool, log) -> dict:
     config.validate()
     strategies.set_precision(config.train.precision)
     strategy = strategies.make_strategy(devices)  # first: a cluster strategy must exist before other TF work

@@ -256,6 +256,7 @@ def test_mixed_precision_training_runs_with_finite_losses(small_records, tmp_pat
                                                          f"train.precision={precision}", "train.weak_labels=none"])
     try:
         summary = train(config, small_records, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+        assert keras.config.dtype_policy().name == "float32"  # the caller's policy is back after training
         model = keras.models.load_model(tmp_path / "run" / "student.keras")
         assert model.layers[-1].compute_dtype == "float32"  # the softmax stays float32
         assert any(layer.compute_dtype == precision.split("_")[1] for layer in model.layers)
