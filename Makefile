@@ -23,9 +23,7 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	@# speed and memory against this machine's own limits -> benchmarks/results/latest.json and latest.md
-	@# (the PyTorch comparison needs the bench extra; without torch that section is skipped)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat || \
-		echo "torch could not be installed: the PyTorch section will be skipped"
+	@# (the PyTorch comparison runs when torch is installed: $(BIN)/pip install -e '.[bench]'; else it is skipped)
 	$(BIN)/python benchmarks/run.py
 
 reproduce: $(INSTALLED)

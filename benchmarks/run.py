@@ -315,7 +315,7 @@ def pytorch_section(runs: int) -> dict:
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
-        return {"skipped": "torch is not installed (pip install -e '.[bench]'; optional)"}
+        return {"skipped": "torch is not installed (.venv/bin/pip install -e '.[bench]'; optional)"}
     done = subprocess.run([sys.executable, os.path.join(HERE, "torch_unet.py"), "--runs", str(runs)],
                           capture_output=True, text=True)
     if done.returncode != 0:
