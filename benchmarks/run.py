@@ -5,10 +5,11 @@ warm-up, with min and max. FLOPs are analytic (o2l_tf/models/flops.py: 2 x multi
 a training step counts 3 x the forward FLOPs (forward, input gradients, weight gradients).
 
 Sections: 1 matmul peak (fp32, bf16); 2 training throughput of teacher and student through ``o2l_tf.training.run
-.train`` (the real fit loop, data pipeline, checkpoints), paper size and demo size, float32 and mixed_bfloat16;
-3 PyTorch (skipped when torch is absent); 4 input pipeline alone; 5 ``o2l predict`` end to end on 512 x 512
-phantoms of 100/200/400 slices, in child processes (peak RSS from wait4); 6 ``o2l build-records`` against a plain
-nibabel read; 7 ``o2l evaluate`` on a 512 x 512 x 200 case.
+.train`` (the real fit loop, data pipeline, checkpoints), paper size and demo size, float32 and mixed_bfloat16
+(steady state), and the network's inference; 3 the same backbone in PyTorch (benchmarks/torch_unet.py, skipped when torch is
+absent); 4 input pipeline alone; 5 ``o2l predict`` end to end on 512 x 512 phantoms of 100/200/400 slices with the
+demo student section 2 trained, in child processes (peak RSS from GNU time); 6 ``o2l build-records`` against a
+plain nibabel read; 7 ``o2l evaluate`` on a 512 x 512 x 200 case.
 """
 
 from __future__ import annotations
