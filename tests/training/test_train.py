@@ -104,6 +104,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(small_records, tmp_p
     messages = []
     summary = train(config, small_records, str(tmp_path / "resumed"), progress=False, log=messages.append)
     assert summary["first_epoch"] == 2 and any("resuming" in m for m in messages)
+    # One epoch trained: its steady rate spans steps 1..n, inside the epoch's wall time (make bench reads it).
+    steps, (steady,), (wall,) = summary["steps_per_epoch"], summary["steady_steps_per_second"], summary["epoch_seconds"]
+    assert steps >= 2 and steady >= (steps - 1) / wall
     full = keras.models.load_model(tmp_path / "full" / "teacher.keras")
     resumed = keras.models.load_model(tmp_path / "resumed" / "teacher.keras")
     for a, b in zip(full.get_weights(), resumed.get_weights()):
