@@ -321,15 +321,19 @@ def pytorch_section(runs: int) -> dict:
                           capture_output=True, text=True)
     if done.returncode != 0:
         return {"skipped": f"torch_unet.py failed: {done.stderr.strip().splitlines()[-1:]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from o2l_tf.configs.model import ModelConfig
+    from o2l_tf.models import flops
+
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    for row in measured["training"]:  # the backbone's analytic FLOPs, 3 x forward per training image
+        row["gflops"] = 3 * flops.backbone_flops(ModelConfig(), row["size"], row["size"]) * \
+            row["images_per_s"]["median"] / 1e9
+    return measured
 
 
 def pytorch_ratios(result: dict) -> dict:
     """o2l over PyTorch, per precision: training as GFLOP/s (o2l's student also runs its localization branch,
     the PyTorch backbone does not), inference as slices/s of the same backbone on the same 512² batch."""
-    from o2l_tf.configs.model import ModelConfig
-    from o2l_tf.models import flops
-
     torch_result = result["pytorch"]
     if "skipped" in torch_result:
         return {}
@@ -337,10 +341,7 @@ def pytorch_ratios(result: dict) -> dict:
     for mine, theirs in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
         ours = next(t for t in result["training"] if (t["role"], t["size"], t["precision"]) == ("student", "paper", mine))
         other = next(t for t in torch_result["training"] if t["precision"] == theirs)
-        torch_gflops = 3 * flops.backbone_flops(ModelConfig(), other["size"], other["size"]) * \
-            other["images_per_s"]["median"] / 1e9
-        ratios[f"training_{theirs}"] = ours["gflops"]["median"] / torch_gflops
-        other["gflops"] = torch_gflops
+        ratios[f"training_{theirs}"] = ours["gflops"]["median"] / other["gflops"]
         ours = next(i for i in result["inference"] if (i["base_filters"], i["precision"]) == (32, mine))
         other = next(i for i in torch_result["inference"] if i["precision"] == theirs)
         ratios[f"inference_{theirs}"] = ours["slices_per_s"]["median"] / other["slices_per_s"]["median"]

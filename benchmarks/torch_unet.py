@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 from torch import nn
 
+from run import repeat, stats  # benchmarks/run.py: the same timing and summary as every other section
+
+
+KERAS_BN_EPSILON = 1e-3  # Keras' BatchNormalization default (PyTorch's is 1e-5)
+
 
 def block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out, eps=KERAS_BN_EPSILON),
+                         nn.ReLU(inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out, eps=KERAS_BN_EPSILON), nn.ReLU(inplace=True))
 
 
 class UNet(nn.Module):
@@ -49,21 +53,6 @@ class UNet(nn.Module):
         return self.head(x)  # logits; softmax is applied by the loss (training) or after the network (inference)
 
 
-def seconds_of(step, runs: int, warmup: int = 2) -> list[float]:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def summary(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
-
-
 def training(bf16: bool, runs: int, size: int = 320, batch: int = 2, steps: int = 6) -> dict:
     torch.manual_seed(0)
     model = UNet().to(memory_format=torch.channels_last).train()
@@ -80,9 +69,9 @@ def training(bf16: bool, runs: int, size: int = 320, batch: int = 2, steps: int 
             loss.backward()
             optimizer.step()
 
-    rates = [steps * batch / s for s in seconds_of(epoch, runs, warmup=1)]
+    rates = [steps * batch / s for s in repeat(epoch, runs, warmup=1)]
     return {"precision": "bfloat16" if bf16 else "float32", "size": size, "batch": batch,
-            "images_per_s": summary(rates)}
+            "images_per_s": stats(rates)}
 
 
 def inference(bf16: bool, runs: int, size: int = 512, batch: int = 4) -> dict:
@@ -94,9 +83,9 @@ def inference(bf16: bool, runs: int, size: int = 512, batch: int = 4) -> dict:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             torch.softmax(model(image).float(), dim=1)
 
-    rates = [batch / s for s in seconds_of(forward, runs)]
+    rates = [batch / s for s in repeat(forward, runs, warmup=2)]
     return {"precision": "bfloat16" if bf16 else "float32", "size": size, "batch": batch,
-            "slices_per_s": summary(rates)}
+            "slices_per_s": stats(rates)}
 
 
 def main() -> None:

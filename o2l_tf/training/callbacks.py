@@ -120,7 +120,8 @@ class ProgressLine(keras.callbacks.Callback):
         seconds = time.perf_counter() - self.epoch_started
         self.seconds.append(seconds)
         if len(self.step_times) > 1:
-            self.steady_steps_per_second.append((len(self.step_times) - 1) / (self.step_times[-1] - self.step_times[0]))
+            span = self.step_times[-1] - self.step_times[0]
+            self.steady_steps_per_second.append((len(self.step_times) - 1) / span)
         logs["examples_per_second"] = self.examples / max(seconds, 1e-9)
         done = epoch + 1 - self.first_epoch
         eta = (time.perf_counter() - self.started) / done * (self.epochs - epoch - 1)

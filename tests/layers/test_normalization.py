@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from o2l_tf.layers.normalization import FusedBatchNorm
@@ -39,10 +40,22 @@ def test_training_step_matches_numpy_and_keras():
     np.testing.assert_allclose(out_fused.numpy(), out_reference.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fused.moving_mean.numpy(), 0.9 * moving_mean + 0.1 * mean, rtol=1e-5)
     np.testing.assert_allclose(fused.moving_variance.numpy(), 0.9 * moving_variance + 0.1 * variance, rtol=1e-5)
-    for source in (inputs, fused.gamma):
-        other = inputs if source is inputs else reference.gamma
-        np.testing.assert_allclose(tape.gradient(loss_fused, source).numpy(),
-                                   tape.gradient(loss_reference, other).numpy(), rtol=1e-3, atol=1e-4)
+    for fused_source, reference_source in ((inputs, inputs), (fused.gamma, reference.gamma)):
+        np.testing.assert_allclose(tape.gradient(loss_fused, fused_source).numpy(),
+                                   tape.gradient(loss_reference, reference_source).numpy(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_fused_kernel_is_what_runs(training):
+    """Equal numbers alone would also hold if every call fell back to Keras: the traced graph must hold the kernel."""
+    fused, _ = twin_layers((2, 4, 4, 3))
+    graph = tf.function(lambda x: fused(x, training=training)).get_concrete_function(
+        tf.TensorSpec((2, 4, 4, 3), tf.float32)).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+    flat, _ = twin_layers((2, 4, 3))
+    rank_three = tf.function(lambda x: flat(x, training=training)).get_concrete_function(
+        tf.TensorSpec((2, 4, 3), tf.float32)).graph
+    assert "FusedBatchNormV3" not in {op.type for op in rank_three.get_operations()}  # Keras' own code
 
 
 def test_inference_uses_moving_statistics_and_bfloat16_stays_close():
