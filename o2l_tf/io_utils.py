@@ -7,6 +7,8 @@ import json
 import os
 import tempfile
 
+from o2l_tf import fs
+
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` under a temporary name in the same folder, then rename.
@@ -38,21 +40,17 @@ def _umask() -> int:
 
 
 def write_json(path: str, record) -> None:
-    """Write JSON atomically (temporary name, then rename) on any TensorFlow file system (local, gs://...).
+    """Write JSON atomically (temporary name, then rename) on local disk or any TensorFlow file system (gs://...).
 
     Keys are sorted so that equal records give equal bytes.
     """
-    import tensorflow as tf
-
     temporary = path + ".tmp"
-    with tf.io.gfile.GFile(temporary, "w") as stream:
+    with fs.open_file(temporary, "w") as stream:
         stream.write(json.dumps(record, indent=1, sort_keys=True))
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    fs.rename(temporary, path)
 
 
 def read_json(path: str):
-    """Read JSON from any TensorFlow file system."""
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(path, "r") as stream:
+    """Read JSON from local disk or any TensorFlow file system."""
+    with fs.open_file(path, "r") as stream:
         return json.loads(stream.read())

@@ -2,9 +2,11 @@
 
 Two phases, both resumable:
 1. per case (in parallel worker processes, one case each): read, validate, reorient to RAS+, clip HU,
-   derive or read boxes, select slices, serialize examples to ``.work/cases/<case>.tfrecord``;
+   derive or read boxes, select slices, serialize each example as a framed TFRecord and deflate it on its
+   own (``tfrecord_wire``) into ``.work/cases/<case>.chunks``;
 2. per split: spread every example to a shard by a seeded hash of (split, case, slice), order each shard
-   by that hash (so shards mix cases), compress and rename into place.
+   by that hash (so shards mix cases), copy the chunks into one gzip stream and rename into place.
+Neither phase imports TensorFlow (3 s per process); the records are read with ``tf.data`` as usual.
 ``manifest.json`` is written last; a folder without it is not a finished build. Every file is written
 under a temporary name and renamed, so a killed run restarted with the same command ends with the same
 bytes as an uninterrupted one.
@@ -23,8 +25,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from o2l_tf import __version__
+from o2l_tf import fs
 from o2l_tf.data import boxes as box_ops
-from o2l_tf.data import schema
+from o2l_tf.data import schema, tfrecord_wire
+from o2l_tf.data.tfrecord_wire import Chunk
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json, write_json
 from o2l_tf.nifti import (Reorientation, check_3d, check_same_grid, file_sha256, load_image, read_canonical_hu,
@@ -146,9 +150,11 @@ class CaseJob:
     user_boxes: list = field(default_factory=list)
 
 
-def _clip_to_window(hu: np.ndarray, window) -> np.ndarray:
-    """Rounded HU clipped to the window (rounding first is the same as clipping first: rint is monotone)."""
-    return np.clip(hu, np.rint(window[0]), np.rint(window[1])).astype(np.int16)
+def _three_slice_group(slices: np.ndarray, z: int) -> bytes:
+    """(H, W, 3) int16 little-endian bytes: slices z-1, z, z+1 of a slice-major volume, edges replicated."""
+    depth = slices.shape[0]
+    group = np.stack([slices[max(z - 1, 0)], slices[z], slices[min(z + 1, depth - 1)]], axis=-1)
+    return group.astype("<i2", copy=False).tobytes()
 
 
 def _selected_slices(has_box: np.ndarray, margin: int, keep_all: bool) -> np.ndarray:
@@ -168,9 +174,7 @@ def _perturb(slice_boxes, seed: int, case_id: str, z: int, shape):
 
 
 def process_case(job: CaseJob) -> dict:
-    """Read, check and serialize one case to its work file; returns the case's manifest entry."""
-    import tensorflow as tf
-
+    """Read, check, serialize and compress one case to its work file; returns the case's manifest entry."""
     source, config, split = job.source, job.config, job.split
     image = load_image(source.image)
     check_3d(image, source.image)
@@ -179,21 +183,23 @@ def process_case(job: CaseJob) -> dict:
     needs_label = not use_user_boxes
     if needs_label and source.label is None:
         raise InputError(f"{source.image}: case {source.case_id} ({split}) needs a label file")
-    volume = _clip_to_window(read_canonical_hu(image, source.image, reorientation), config.hu_window)
+    # Slice-major (D, H, W): three-slice groups and per-slice boxes are gathered from contiguous slices.
+    slices = read_canonical_hu(image, source.image, reorientation, window=config.hu_window, slice_major=True)
 
     label = None
     if needs_label:
         label_image = load_image(source.label)
         check_3d(label_image, source.label)
         check_same_grid(label_image, source.label, image, source.image)
-        label = reorientation.to_canonical(read_labels(label_image, source.label))
+        label = reorientation.to_canonical(read_labels(label_image, source.label), slice_major=True)
 
-    height, width, depth = volume.shape
+    depth, height, width = slices.shape
     if use_user_boxes:
         user = box_files.per_slice_boxes(job.user_boxes, reorientation, config.boxes, source.image)
         boxes_by_slice = [user.get(z, ([], [])) for z in range(depth)]
     else:
-        boxes_by_slice = [box_ops.slice_boxes(label[:, :, z]) for z in range(depth)]
+        labelled = label.any(axis=(1, 2))
+        boxes_by_slice = [box_ops.slice_boxes(label[z]) if labelled[z] else ([], []) for z in range(depth)]
     if split == "weak" and config.perturb_boxes:
         boxes_by_slice = [_perturb(b, config.seed, source.case_id, z, (height, width)) if (b[0] or b[1]) else b
                           for z, b in enumerate(boxes_by_slice)]
@@ -203,26 +209,26 @@ def process_case(job: CaseJob) -> dict:
     selected = _selected_slices(has_box, config.margin_slices, keep_all=(split == "val"))
 
     spacing = reorientation.canonical_spacing
-    path = os.path.join(job.work_dir, "cases", f"{source.case_id}.tfrecord")
+    path = os.path.join(job.work_dir, "cases", f"{source.case_id}.chunks")
     temporary = path + ".tmp"
     total_bytes = 0
-    with tf.io.TFRecordWriter(temporary) as writer:
+    with fs.open_file(temporary, "wb") as stream:
+        writer = tfrecord_wire.ChunkWriter(stream, compressed=bool(config.compression), level=config.compression_level)
         for z in selected:
-            group = volume[:, :, [max(z - 1, 0), z, min(z + 1, depth - 1)]]
             organ, lesion = boxes_by_slice[z]
-            example = schema.example_features(
-                group.astype("<i2").tobytes(),
+            example = schema.serialize_example(
+                _three_slice_group(slices, z),
                 box_ops.box_channels(organ, lesion, (height, width)).tobytes(),
                 case_id=source.case_id, split=split, slice_index=int(z), num_slices=depth, height=height,
                 width=width, spacing=spacing, hu_window=config.hu_window,
                 organ_boxes=[c for b in organ for c in b], lesion_boxes=[c for b in lesion for c in b],
                 boxes_source="user" if use_user_boxes else "mask",
                 boxes_perturbed=bool(split == "weak" and config.perturb_boxes and (organ or lesion)),
-                label=None if split == "weak" else np.ascontiguousarray(label[:, :, z]).tobytes(),
-            ).SerializeToString(deterministic=True)  # map order must not depend on the process
+                label=None if split == "weak" else label[z].tobytes(),
+            )
             writer.write(example)
             total_bytes += len(example)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    fs.rename(temporary, path)
     entry = {
         "case_id": source.case_id,
         "split": split,
@@ -241,6 +247,7 @@ def process_case(job: CaseJob) -> dict:
         "organ_boxes": int(sum(len(b[0]) for b in boxes_by_slice)),
         "lesion_boxes": int(sum(len(b[1]) for b in boxes_by_slice)),
         "serialized_bytes": total_bytes,
+        "chunks": [chunk.as_list() for chunk in writer.chunks],  # where each example sits in the work file
     }
     write_json(os.path.join(job.work_dir, "cases", f"{source.case_id}.json"), entry)
     return entry
@@ -257,62 +264,78 @@ def _is_ours(name: str) -> bool:
 
 # ----------------------------------------------------------------------------------------------- shards
 def _write_split_shards(out: str, work: str, split: str, entries: list[dict], config: BuildConfig) -> list[str]:
-    import tensorflow as tf
+    """Spread the split's examples over shards by their seeded hash and write each shard in hash order.
 
-    gfile = tf.io.gfile
-    for name in gfile.listdir(out):
-        if name.startswith(f"{split}-") and name.rstrip("/").endswith(".tfrecord"):
-            gfile.remove(os.path.join(out, name))
+    The examples were framed and compressed by the case workers; a shard only copies their chunks.
+    """
+    for name in fs.listdir(out):
+        if name.startswith(f"{split}-") and name.endswith(".tfrecord"):
+            fs.remove(os.path.join(out, name))
     total = sum(e["serialized_bytes"] for e in entries)
     if not entries or total == 0:
         return []
     count = config.shards or max(1, math.ceil(total / (config.shard_mb * MB)))
-    bucket_dir = os.path.join(work, "buckets")
-    gfile.makedirs(bucket_dir)
-    buckets = [os.path.join(bucket_dir, f"{split}-{i}.tfrecord") for i in range(count)]
-    writers = [tf.io.TFRecordWriter(path) for path in buckets]
-    try:
-        for entry in entries:
-            records = tf.data.TFRecordDataset(os.path.join(work, "cases", f"{entry['case_id']}.tfrecord"))
-            for z, record in zip(entry["slices"], records.as_numpy_iterator()):
-                key = _example_key(config.seed, split, entry["case_id"], z)
-                writers[int.from_bytes(key, "little") % count].write(key + record)
-    finally:
-        for writer in writers:
-            writer.close()
+    members = [[] for _ in range(count)]
+    for entry in entries:
+        for z, chunk in zip(entry["slices"], entry["chunks"]):
+            key = _example_key(config.seed, split, entry["case_id"], z)
+            members[int.from_bytes(key, "little") % count].append((key, entry["case_id"], z, Chunk(*chunk)))
     names = []
-    options = tf.io.TFRecordOptions(compression_type=config.compression,
-                                    compression_level=config.compression_level if config.compression else None)
-    for index, bucket in enumerate(buckets):
-        keyed = sorted(tf.data.TFRecordDataset(bucket).as_numpy_iterator())
-        name = schema.shard_name(split, index, count)
-        temporary = os.path.join(out, name + ".tmp")
-        with tf.io.TFRecordWriter(temporary, options) as writer:
-            for record in keyed:
-                writer.write(record[8:])
-        gfile.rename(temporary, os.path.join(out, name), overwrite=True)
-        gfile.remove(bucket)
-        names.append(name)
+    with _WorkFiles(work) as work_files:
+        for index, shard in enumerate(members):
+            shard.sort(key=lambda member: member[:3])
+            name = schema.shard_name(split, index, count)
+            temporary = os.path.join(out, name + ".tmp")
+            with fs.open_file(temporary, "wb") as stream:
+                tfrecord_wire.assemble_shard(stream, ((work_files.read(case_id, chunk), chunk)
+                                                      for _, case_id, _, chunk in shard),
+                                             compressed=bool(config.compression))
+            fs.rename(temporary, os.path.join(out, name))
+            names.append(name)
     return names
+
+
+class _WorkFiles:
+    """Open case work files, for reading chunks in any order (at most ``limit`` open at once)."""
+
+    def __init__(self, work: str, limit: int = 128):
+        self._work, self._limit, self._open = work, limit, {}
+
+    def read(self, case_id: str, chunk: Chunk) -> bytes:
+        stream = self._open.get(case_id)
+        if stream is None:
+            if len(self._open) >= self._limit:
+                self.close()
+            stream = self._open[case_id] = fs.open_file(os.path.join(self._work, "cases", f"{case_id}.chunks"), "rb")
+        stream.seek(chunk.offset)
+        return stream.read(chunk.size)
+
+    def close(self) -> None:
+        for stream in self._open.values():
+            stream.close()
+        self._open.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # ----------------------------------------------------------------------------------------------- driver
 def _prepare_output(out: str, identity: dict, overwrite: bool) -> str:
     """Create or reuse ``out``; returns the work folder. Refuses foreign or differently-built content."""
-    import tensorflow as tf
-
-    gfile = tf.io.gfile
     work = os.path.join(out, WORK)
     config_path = os.path.join(work, "build_config.json")
     manifest_path = os.path.join(out, schema.MANIFEST)
-    if gfile.exists(out) and not gfile.isdir(out):
+    if fs.exists(out) and not fs.isdir(out):
         raise InputError(f"{out}: exists and is not a folder")
-    existing = [n.rstrip("/") for n in gfile.listdir(out)] if gfile.exists(out) else []
+    existing = fs.listdir(out) if fs.exists(out) else []
     if existing:
         previous = None
-        if gfile.exists(config_path):
+        if fs.exists(config_path):
             previous = read_json(config_path)
-        elif gfile.exists(manifest_path):
+        elif fs.exists(manifest_path):
             previous = read_json(manifest_path).get("config")
         if previous != identity:
             if not overwrite:
@@ -321,9 +344,9 @@ def _prepare_output(out: str, identity: dict, overwrite: bool) -> str:
             for name in existing:
                 if _is_ours(name):
                     path = os.path.join(out, name)
-                    gfile.rmtree(path) if gfile.isdir(path) else gfile.remove(path)
-    gfile.makedirs(os.path.join(work, "cases"))
-    if not gfile.exists(config_path):
+                    fs.rmtree(path) if fs.isdir(path) else fs.remove(path)
+    fs.makedirs(os.path.join(work, "cases"))
+    if not fs.exists(config_path):
         write_json(config_path, identity)
     return work
 
@@ -337,8 +360,6 @@ def _resolve_cases(config: BuildConfig) -> tuple[str, list[sources.CaseSource]]:
 def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bool = False,
                   progress: bool = True) -> dict:
     """Build (or finish building) the records of ``config`` in ``out``; returns the manifest."""
-    import tensorflow as tf
-
     config.validate()
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
@@ -359,7 +380,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
     identity = config.identity()
     identity["cases"] = [[c.case_id, c.image, c.label] for c in cases]
     manifest_path = os.path.join(out, schema.MANIFEST)
-    if tf.io.gfile.exists(manifest_path) and read_json(manifest_path).get("config") == identity:
+    if fs.exists(manifest_path) and read_json(manifest_path).get("config") == identity:
         return read_json(manifest_path)  # already complete
     work = _prepare_output(out, identity, overwrite)
 
@@ -369,7 +390,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
         if split is None:
             continue
         done = os.path.join(work, "cases", f"{source.case_id}.json")
-        if tf.io.gfile.exists(done):
+        if fs.exists(done):
             entries[source.case_id] = read_json(done)
         else:
             jobs.append(CaseJob(source, split, config, work, user_boxes.get(source.case_id, [])))
@@ -390,7 +411,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
     for split in schema.SPLITS:
         members = [entries[c.case_id] for c in cases if split_of.get(c.case_id) == split]
         marker = os.path.join(work, f"{split}.done")
-        if tf.io.gfile.exists(marker):
+        if fs.exists(marker):
             names = read_json(marker)["shards"]
         else:
             names = _write_split_shards(out, work, split, members, config)
@@ -429,7 +450,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
         "cases": {c.case_id: entries[c.case_id] for c in cases if c.case_id in entries},
     }
     write_json(manifest_path, manifest)
-    tf.io.gfile.rmtree(work)
+    fs.rmtree(work)
     return manifest
 
 

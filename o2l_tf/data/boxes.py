@@ -23,8 +23,17 @@ def boxes_from_mask(mask: np.ndarray) -> list[Box]:
 
 
 def slice_boxes(label: np.ndarray) -> tuple[list[Box], list[Box]]:
-    """Organ boxes (components of label >= 1) and lesion boxes (components of label == 2) of a slice."""
-    return boxes_from_mask(label >= 1), boxes_from_mask(label == 2)
+    """Organ boxes (components of label >= 1) and lesion boxes (components of label == 2) of a slice.
+
+    Components are labelled inside the rectangle that holds every labelled pixel (a few % of a CT slice).
+    """
+    window = bounding_slices(label >= 1)
+    if window is None:
+        return [], []
+    crop, x, y = label[window], window[0].start, window[1].start
+    organ, lesion = boxes_from_mask(crop >= 1), boxes_from_mask(crop == 2)
+    return ([(x0 + x, y0 + y, x1 + x, y1 + y) for x0, y0, x1, y1 in organ],
+            [(x0 + x, y0 + y, x1 + x, y1 + y) for x0, y0, x1, y1 in lesion])
 
 
 def bounding_slices(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from o2l_tf import visualization as viz
-from o2l_tf.data import records, schema
+from o2l_tf.data import schema
+from o2l_tf.data.manifest import load_manifest
 
 
 def summary_lines(records_dir: str, manifest: dict | None = None) -> list[str]:
-    manifest = manifest or records.load_manifest(records_dir)
+    manifest = manifest or load_manifest(records_dir)
     lines = [f"{records_dir}: schema {manifest['schema_version']}, o2l {manifest['o2l_version']}, "
              f"layout {manifest['layout']}, weak boxes from {manifest['boxes']['weak_source']}"
              + (", perturbed" if manifest["boxes"]["perturbation"] else "")]
@@ -35,7 +36,9 @@ def render_example(example: dict, min_size: int = 192) -> np.ndarray:
 
 def render_records(records_dir: str, per_split: int = 4, manifest: dict | None = None) -> np.ndarray:
     """A montage: one row per split, examples with the most box area first (so livers are visible)."""
-    manifest = manifest or records.load_manifest(records_dir)
+    from o2l_tf.data import records
+
+    manifest = manifest or load_manifest(records_dir)
     tiles = []
     for split in schema.SPLITS:
         if not manifest["splits"][split]["shards"]:

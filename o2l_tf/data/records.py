@@ -8,25 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from o2l_tf.data import schema
-from o2l_tf.errors import InputError
-from o2l_tf.io_utils import read_json
-
-
-def load_manifest(records_dir: str) -> dict:
-    """The build's manifest; refuses a missing one or one of another schema version."""
-    path = os.path.join(records_dir, schema.MANIFEST)
-    if not tf.io.gfile.exists(path):
-        what = "no such folder" if not tf.io.gfile.exists(records_dir) else f"no {schema.MANIFEST} (not a finished build)"
-        raise InputError(f"{records_dir}: {what}")
-    try:
-        manifest = read_json(path)
-    except ValueError as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from error
-    version = manifest.get("schema_version")
-    if version != schema.SCHEMA_VERSION:
-        raise InputError(f"{path}: records use schema version {version}, this o2l reads version "
-                         f"{schema.SCHEMA_VERSION}; rebuild them with this o2l's build-records")
-    return manifest
+from o2l_tf.data.manifest import load_manifest  # noqa: F401  (re-exported: readers use records.load_manifest)
 
 
 def split_files(records_dir: str, split: str, manifest: dict | None = None) -> list[str]:

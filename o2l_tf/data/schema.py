@@ -53,42 +53,33 @@ def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def example_features(image: bytes, box_channels: bytes, *, case_id: str, split: str, slice_index: int,
-                     num_slices: int, height: int, width: int, spacing, hu_window, organ_boxes, lesion_boxes,
-                     boxes_source: str, boxes_perturbed: bool, label: bytes | None = None):
-    """A ``tf.train.Example`` for one three-slice group (the writer's only way to build one)."""
-    import tensorflow as tf
-
-    def ints(values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-
-    def floats(values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
-
-    def raw(value: bytes):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+def serialize_example(image: bytes, box_channels: bytes, *, case_id: str, split: str, slice_index: int,
+                      num_slices: int, height: int, width: int, spacing, hu_window, organ_boxes, lesion_boxes,
+                      boxes_source: str, boxes_perturbed: bool, label: bytes | None = None) -> bytes:
+    """The ``tf.train.Example`` bytes of one three-slice group (the writer's only way to build one)."""
+    from o2l_tf.data.tfrecord_wire import BYTES, FLOAT, INT64, encode_example
 
     feature = {
-        SCHEMA_VERSION_KEY: ints([SCHEMA_VERSION]),
-        CASE_ID: raw(case_id.encode()),
-        SPLIT: raw(split.encode()),
-        SLICE_INDEX: ints([slice_index]),
-        NUM_SLICES: ints([num_slices]),
-        HEIGHT: ints([height]),
-        WIDTH: ints([width]),
-        SPACING: floats(spacing),
-        HU_WINDOW: floats(hu_window),
-        IMAGE: raw(image),
-        HAS_LABEL: ints([label is not None]),
-        BOX_CHANNELS: raw(box_channels),
-        ORGAN_BOXES: ints(organ_boxes),
-        LESION_BOXES: ints(lesion_boxes),
-        BOXES_SOURCE: raw(boxes_source.encode()),
-        BOXES_PERTURBED: ints([boxes_perturbed]),
+        SCHEMA_VERSION_KEY: (INT64, [SCHEMA_VERSION]),
+        CASE_ID: (BYTES, [case_id.encode()]),
+        SPLIT: (BYTES, [split.encode()]),
+        SLICE_INDEX: (INT64, [slice_index]),
+        NUM_SLICES: (INT64, [num_slices]),
+        HEIGHT: (INT64, [height]),
+        WIDTH: (INT64, [width]),
+        SPACING: (FLOAT, spacing),
+        HU_WINDOW: (FLOAT, hu_window),
+        IMAGE: (BYTES, [image]),
+        HAS_LABEL: (INT64, [label is not None]),
+        BOX_CHANNELS: (BYTES, [box_channels]),
+        ORGAN_BOXES: (INT64, organ_boxes),
+        LESION_BOXES: (INT64, lesion_boxes),
+        BOXES_SOURCE: (BYTES, [boxes_source.encode()]),
+        BOXES_PERTURBED: (INT64, [boxes_perturbed]),
     }
     if label is not None:
-        feature[LABEL] = raw(label)
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+        feature[LABEL] = (BYTES, [label])
+    return encode_example(feature)
 
 
 def parse_spec():
