@@ -78,7 +78,8 @@ def read_labels(image: nib.Nifti1Image, path: str) -> np.ndarray:
         if raw.size and (raw.min() < 0 or raw.max() > max(LABELS)):
             raise InputError(f"{path}: label values {[int(v) for v in np.unique(raw) if v not in LABELS][:5]} "
                              f"outside {{0, 1, 2}}")
-        return raw.astype(np.uint8, copy=isinstance(raw, np.memmap))  # never hand out a view of the file
+        # a copy of a memory-mapped file (callers may write to it), a cast or nothing otherwise
+        return np.array(raw, np.uint8) if isinstance(raw, np.memmap) else raw.astype(np.uint8, copy=False)
     values = read_array(image, path)
     labels = values.astype(np.uint8)
     if labels.max(initial=0) > max(LABELS) or not np.array_equal(labels, values):

@@ -400,7 +400,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
             entries[job.source.case_id] = process_case(job)
             bar.update(1)
     else:
-        context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once a caller has loaded TensorFlow
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
             for entry in pool.map(process_case, jobs):
                 entries[entry["case_id"]] = entry

@@ -12,6 +12,7 @@ costs 3 s per process, so the writer produces the three formats itself and Tenso
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -57,11 +58,20 @@ def _feature(kind: str, values: Sequence) -> bytes:
     return _length_delimited(_FEATURE_FIELD[kind], body)
 
 
+def _map_key_order(a: bytes, b: bytes) -> int:
+    """protobuf's (upb) deterministic map order: bytes compared over the common prefix, then the longer first."""
+    common = min(len(a), len(b))
+    if a[:common] != b[:common]:
+        return -1 if a[:common] < b[:common] else 1
+    return len(b) - len(a)
+
+
 def encode_example(features: dict[str, tuple[str, Sequence]]) -> bytes:
-    """``tf.train.Example`` bytes of ``{key: (kind, values)}``, keys in sorted order (deterministic)."""
+    """``tf.train.Example`` bytes of ``{key: (kind, values)}``, keys in protobuf's deterministic order."""
+    keys = sorted((key.encode() for key in features), key=functools.cmp_to_key(_map_key_order))
     entries = b"".join(
-        _length_delimited(1, _length_delimited(1, key.encode()) + _length_delimited(2, _feature(*features[key])))
-        for key in sorted(features, key=str.encode))
+        _length_delimited(1, _length_delimited(1, key) + _length_delimited(2, _feature(*features[key.decode()])))
+        for key in keys)
     return _length_delimited(1, entries)
 
 

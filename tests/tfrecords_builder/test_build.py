@@ -305,3 +305,18 @@ def test_reader_refuses_other_schema_versions(built, tmp_path):
         records.load_manifest(str(copy))
     with pytest.raises(InputError, match="not a finished build"):
         records.load_manifest(str(tmp_path))
+
+
+def test_the_build_never_imports_tensorflow(lits_dir, tmp_path):
+    """TensorFlow's import (3 s per process) would be most of a build's time; the writer does without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from tfrecords_builder.build import BuildConfig, build_records\n"
+            f"build_records(BuildConfig(data={lits_dir!r}, split=(40, 40, 20)), {str(tmp_path / 'r')!r}, "
+            "workers=1, progress=False)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    assert os.path.exists(tmp_path / "r" / schema.MANIFEST)
