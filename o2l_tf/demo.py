@@ -8,6 +8,7 @@ library functions as its own command, so the demo shows exactly what the command
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -34,6 +35,12 @@ SCALES = {
                       student_overrides=("train.epochs=30", "train.decay_start_epoch=24")),
     "test": DemoScale(cases=6, size=48, slices=(12, 16), held_out=2, preset="test", split=(50, 34, 16)),
 }
+
+
+def _remove_earlier_run(run_dir: str) -> None:
+    """An earlier demo's run would be resumed (same configuration), not retrained: the demo trains afresh."""
+    if os.path.isfile(os.path.join(run_dir, "config.json")):
+        shutil.rmtree(run_dir)
 
 
 def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) -> dict:
@@ -64,6 +71,8 @@ def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) ->
     log("\n".join(inspect.summary_lines(paths["records"])))
     viz.write_png(os.path.join(out, "records.png"), inspect.render_records(paths["records"]))
     stage(f"train teacher (preset {plan.preset}) -> {teacher_dir}")
+    for run_dir in (teacher_dir, student_dir):
+        _remove_earlier_run(run_dir)
     train(preset(plan.preset, "teacher"), paths["records"], teacher_dir, overwrite=True, progress=progress, log=log)
     stage(f"pseudo-labels and train student -> {student_dir}")
     student = apply_overrides(preset(plan.preset, "student"), list(plan.student_overrides))

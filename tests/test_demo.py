@@ -28,3 +28,10 @@ def test_demo_runs_every_stage_and_reports(tmp_path, capsys):
     for row in rows:  # the reported Dice is the Dice of the files the demo wrote
         assert float(row["liver_dice"]) == pytest.approx(liver_dice_of_files(row["prediction"], row["reference"]),
                                                          abs=1e-6)
+    assert "resuming" not in stdout
+    # A second demo into the same folder replaces the first: it trains again instead of resuming finished runs.
+    code, again, err = run_cli(["demo", "--out", str(out), "--scale", "test", "--quiet"], capsys)
+    assert code == 0, err
+    assert "resuming" not in again and "train student" in again
+    with open(out / "evaluation.csv") as stream:
+        assert list(csv.DictReader(stream)) == rows  # and, seeded, gets the same result
