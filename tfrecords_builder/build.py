@@ -449,7 +449,9 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
             } if config.perturb_boxes else None,
         },
         "splits": splits,
-        "cases": {c.case_id: entries[c.case_id] for c in cases if c.case_id in entries},
+        # per case, without the chunk offsets into the work files (deleted below)
+        "cases": {c.case_id: {k: v for k, v in entries[c.case_id].items() if k != "chunks"}
+                  for c in cases if c.case_id in entries},
     }
     write_json(manifest_path, manifest)
     fs.rmtree(work)

@@ -320,3 +320,11 @@ def test_the_build_never_imports_tensorflow(lits_dir, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     assert os.path.exists(tmp_path / "r" / schema.MANIFEST)
+
+
+def test_manifest_case_entries_hold_no_work_file_offsets(built):
+    out, manifest = built
+    assert not os.path.exists(out / ".work")
+    for entry in manifest["cases"].values():
+        assert "chunks" not in entry
+        assert entry["examples"] == len(entry["slices"]) and entry["serialized_bytes"] > 0
