@@ -353,6 +353,16 @@ def _prepare_output(out: str, identity: dict, overwrite: bool) -> str:
     return work
 
 
+def _finished_case(work: str, case_id: str) -> dict | None:
+    """The entry of a case an interrupted build finished, if its chunks are there (older builds wrote none)."""
+    done = os.path.join(work, "cases", f"{case_id}.json")
+    if not fs.exists(done):
+        return None
+    entry = read_json(done)
+    chunks = os.path.join(work, "cases", f"{case_id}.chunks")
+    return entry if "chunks" in entry and fs.exists(chunks) else None
+
+
 def _resolve_cases(config: BuildConfig) -> tuple[str, list[sources.CaseSource]]:
     if config.cases_file:
         return "list", sources.read_case_list(config.cases_file)
@@ -391,9 +401,9 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
         split = split_of.get(source.case_id)
         if split is None:
             continue
-        done = os.path.join(work, "cases", f"{source.case_id}.json")
-        if fs.exists(done):
-            entries[source.case_id] = read_json(done)
+        done = _finished_case(work, source.case_id)
+        if done is not None:
+            entries[source.case_id] = done
         else:
             jobs.append(CaseJob(source, split, config, work, user_boxes.get(source.case_id, [])))
     bar = _progress(len(jobs), progress)

@@ -235,10 +235,10 @@ def test_same_inputs_give_identical_bytes(lits_dir, tmp_path, built):
     assert not mismatch and len(match) == len(names)
 
 
-@pytest.mark.parametrize("where", ["cases", "shards"])
+@pytest.mark.parametrize("where", ["cases", "cases, a work file lost", "shards"])
 def test_resume_after_interruption_equals_uninterrupted_run(lits_dir, tmp_path, built, monkeypatch, where):
     out = tmp_path / "resume"
-    if where == "cases":
+    if where.startswith("cases"):
         original, calls = build_module.process_case, []
 
         def flaky(job):
@@ -261,6 +261,10 @@ def test_resume_after_interruption_equals_uninterrupted_run(lits_dir, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         build(lits_dir, out)
     assert not (out / "manifest.json").exists()
+    if where == "cases, a work file lost":  # a finished case whose chunks are gone is processed again
+        finished = sorted((out / ".work" / "cases").glob("*.chunks"))
+        assert finished
+        finished[0].unlink()
     monkeypatch.undo()
     build(lits_dir, out)
     names = sorted(os.listdir(built[0]))
