@@ -331,6 +331,14 @@ def pytorch_section(runs: int) -> dict:
     return measured
 
 
+def training_row(result: dict, role: str, size: str, precision: str) -> dict:
+    return next(t for t in result["training"] if (t["role"], t["size"], t["precision"]) == (role, size, precision))
+
+
+def inference_row(result: dict, base_filters: int, precision: str) -> dict:
+    return next(i for i in result["inference"] if (i["base_filters"], i["precision"]) == (base_filters, precision))
+
+
 def pytorch_ratios(result: dict) -> dict:
     """o2l over PyTorch, per precision: training as GFLOP/s (o2l's student also runs its localization branch,
     the PyTorch backbone does not), inference as slices/s of the same backbone on the same 512² batch."""
@@ -339,10 +347,10 @@ def pytorch_ratios(result: dict) -> dict:
         return {}
     ratios = {}
     for mine, theirs in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
-        ours = next(t for t in result["training"] if (t["role"], t["size"], t["precision"]) == ("student", "paper", mine))
+        ours = training_row(result, "student", "paper", mine)
         other = next(t for t in torch_result["training"] if t["precision"] == theirs)
         ratios[f"training_{theirs}"] = ours["gflops"]["median"] / other["gflops"]
-        ours = next(i for i in result["inference"] if (i["base_filters"], i["precision"]) == (32, mine))
+        ours = inference_row(result, 32, mine)
         other = next(i for i in torch_result["inference"] if i["precision"] == theirs)
         ratios[f"inference_{theirs}"] = ours["slices_per_s"]["median"] / other["slices_per_s"]["median"]
     return ratios
@@ -482,12 +490,10 @@ def main() -> None:
                      for base in (32, 16) for precision in ("float32", "mixed_bfloat16")])
 
     def rate(role, size, precision):
-        return next(t["images_per_s"]["median"] for t in result["training"]
-                    if (t["role"], t["size"], t["precision"]) == (role, size, precision))
+        return training_row(result, role, size, precision)["images_per_s"]["median"]
 
     def infer(base, precision):
-        return next(i["slices_per_s"]["median"] for i in result["inference"]
-                    if (i["base_filters"], i["precision"]) == (base, precision))
+        return inference_row(result, base, precision)["slices_per_s"]["median"]
 
     result["ratios"] = {
         "bf16_vs_fp32_training_student_paper": rate("student", "paper", "mixed_bfloat16") / rate("student", "paper", "float32"),

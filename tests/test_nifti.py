@@ -90,6 +90,15 @@ def test_labels_of_any_stored_type(tmp_path, dtype, name):
     assert np.asarray(nib.load(path).dataobj)[0, 0, 0] == labels[0, 0, 0]
 
 
+def test_scaled_labels_are_read_through_the_header_scaling(tmp_path):
+    labels = np.random.default_rng(2).integers(0, 3, (6, 5, 4))
+    path = save(tmp_path / "scaled.nii.gz", (labels * 4 + 10).astype(np.int16), slope=0.25, inter=-2.5)
+    np.testing.assert_array_equal(read_labels(load_image(path), path), labels)
+    odd = save(tmp_path / "odd.nii.gz", np.full((2, 2, 2), 3, np.int16), slope=0.5, inter=0.0)  # 1.5 everywhere
+    with pytest.raises(InputError, match=r"odd.nii.gz: label values \[1.5\]"):
+        read_labels(load_image(odd), odd)
+
+
 @pytest.mark.parametrize("values, dtype, bad", [([0, 1, 3], np.uint8, "[3]"), ([0, -1, 2], np.int16, "[-1]"),
                                                ([0, 1.5, 2], np.float32, "[1.5]")])
 def test_labels_outside_the_lits_values_are_refused(tmp_path, values, dtype, bad):

@@ -200,8 +200,7 @@ def process_case(job: CaseJob) -> dict:
         user = box_files.per_slice_boxes(job.user_boxes, reorientation, config.boxes, source.image)
         boxes_by_slice = [user.get(z, ([], [])) for z in range(depth)]
     else:
-        labelled = label.any(axis=(1, 2))
-        boxes_by_slice = [box_ops.slice_boxes(label[z]) if labelled[z] else ([], []) for z in range(depth)]
+        boxes_by_slice = [box_ops.slice_boxes(label[z]) for z in range(depth)]
     if split == "weak" and config.perturb_boxes:
         boxes_by_slice = [_perturb(b, config.seed, source.case_id, z, (height, width)) if (b[0] or b[1]) else b
                           for z, b in enumerate(boxes_by_slice)]
@@ -261,7 +260,7 @@ def _example_key(seed: int, split: str, case_id: str, z: int) -> bytes:
 
 
 def _is_ours(name: str) -> bool:
-    return name in (schema.MANIFEST, WORK, WORK + "/") or (name.endswith(".tfrecord") and "-of-" in name)
+    return name in (schema.MANIFEST, WORK) or (name.endswith(".tfrecord") and "-of-" in name)
 
 
 # ----------------------------------------------------------------------------------------------- shards

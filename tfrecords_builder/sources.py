@@ -8,6 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from o2l_tf import fs
 from o2l_tf.errors import InputError
 
 LITS_IMAGE = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
@@ -143,12 +144,12 @@ def read_case_list(path: str) -> list[CaseSource]:
 
         def resolve(value):
             value = str(value).strip()
-            return value if "://" in value or os.path.isabs(value) else os.path.join(base, value)
+            return value if fs.is_url(value) or os.path.isabs(value) else os.path.join(base, value)
 
         image = resolve(row["image"])
         label = resolve(row["label"]) if row.get("label") else None
         for file in (image, label):
-            if file and "://" not in file and not os.path.exists(file):
+            if file and not fs.is_url(file) and not os.path.exists(file):
                 raise InputError(f"{path}: case {case_id}: {file} does not exist")
         cases.append(CaseSource(case_id, image, label))
     if not cases:

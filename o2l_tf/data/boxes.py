@@ -31,9 +31,11 @@ def slice_boxes(label: np.ndarray) -> tuple[list[Box], list[Box]]:
     if window is None:
         return [], []
     crop, x, y = label[window], window[0].start, window[1].start
-    organ, lesion = boxes_from_mask(crop >= 1), boxes_from_mask(crop == 2)
-    return ([(x0 + x, y0 + y, x1 + x, y1 + y) for x0, y0, x1, y1 in organ],
-            [(x0 + x, y0 + y, x1 + x, y1 + y) for x0, y0, x1, y1 in lesion])
+
+    def in_slice(mask):
+        return [(x0 + x, y0 + y, x1 + x, y1 + y) for x0, y0, x1, y1 in boxes_from_mask(mask)]
+
+    return in_slice(crop >= 1), in_slice(crop == 2)
 
 
 def bounding_slices(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:

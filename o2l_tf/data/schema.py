@@ -13,6 +13,8 @@ One example = one axial position of a canonical (RAS+) volume:
 
 from __future__ import annotations
 
+from o2l_tf.data.tfrecord_wire import BYTES, FLOAT, INT64, encode_example
+
 SCHEMA_VERSION = 1
 
 # Identity and geometry
@@ -57,8 +59,6 @@ def serialize_example(image: bytes, box_channels: bytes, *, case_id: str, split:
                       num_slices: int, height: int, width: int, spacing, hu_window, organ_boxes, lesion_boxes,
                       boxes_source: str, boxes_perturbed: bool, label: bytes | None = None) -> bytes:
     """The ``tf.train.Example`` bytes of one three-slice group (the writer's only way to build one)."""
-    from o2l_tf.data.tfrecord_wire import BYTES, FLOAT, INT64, encode_example
-
     feature = {
         SCHEMA_VERSION_KEY: (INT64, [SCHEMA_VERSION]),
         CASE_ID: (BYTES, [case_id.encode()]),

@@ -11,6 +11,7 @@ import os
 
 import tensorflow as tf
 
+from o2l_tf import fs
 from o2l_tf.data import records, schema
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json, write_json
@@ -89,7 +90,7 @@ def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: 
         tf.io.gfile.rename(temporary, os.path.join(records_dir, name), overwrite=True)
         names.append(name)
     bar.close()
-    info = {"teacher": os.path.abspath(path) if "://" not in path else path, "teacher_sha256": digest,
+    info = {"teacher": path if fs.is_url(path) else os.path.abspath(path), "teacher_sha256": digest,
             "shards": names, "examples": total, "schema_version": schema.SCHEMA_VERSION,
             "quantisation": "uint8, round(p * 255); renormalised per pixel when read"}
     write_json(os.path.join(records_dir, INFO), info)
