@@ -7,6 +7,8 @@ over pixels and the *global* batch (reduction ``sum_over_batch_size``), which is
 ``tf.distribute`` strategies. Computed in float32 whatever the mixed-precision policy.
 
 Student, Eq. (4): L_s = L_seg + alpha * L_loc, compiled as two outputs with ``loss_weights`` (1, alpha).
+Optional, not the paper's: a soft Dice term added to L_seg (``dice_weight``; nnU-Net's CE + Dice) for short
+schedules, where cross-entropy alone learns the rare lesion class slowly.
 Localization class weights: liver 0.1, lesion 1 (paper); background 1 (the paper is silent; 1 keeps the
 background term as strong as the lesion term).
 """
@@ -30,45 +32,75 @@ def pixel_cross_entropy(targets, probabilities, class_weights=None):
     return -ops.sum(terms, axis=-1)
 
 
+def soft_dice_loss(targets, probabilities):
+    """Per-example 1 - mean soft Dice of the foreground classes present in the target, shape (B,), float32.
+
+    Dice_c = 2 sum(p_c t_c) / (sum p_c + sum t_c) over one example's pixels (targets may be soft). A class
+    with less than one pixel of target mass is left out, so crops without a lesion are not pushed towards
+    predicting none (cross-entropy already penalises false positives there); an example without any
+    foreground scores 0. Per example, not per batch, so the value does not depend on how a distribution
+    strategy splits the batch.
+    """
+    targets = ops.cast(targets, "float32")[..., 1:]
+    probabilities = ops.cast(probabilities, "float32")[..., 1:]
+    overlap = ops.sum(targets * probabilities, axis=(1, 2))
+    mass = ops.sum(targets, axis=(1, 2))
+    dice = 2.0 * overlap / ops.maximum(mass + ops.sum(probabilities, axis=(1, 2)), EPSILON)
+    present = ops.cast(mass >= 1.0, "float32")
+    count = ops.sum(present, axis=-1)
+    return ops.where(count > 0, 1.0 - ops.sum(dice * present, axis=-1) / ops.maximum(count, 1.0), 0.0)
+
+
 @keras.saving.register_keras_serializable(package="o2l")
 class SoftCrossEntropy(keras.losses.Loss):
-    """Cross-entropy against probability targets (one-hot or soft), optionally class-weighted."""
+    """Cross-entropy against probability targets (one-hot or soft), optionally class-weighted, optionally plus
+    ``dice_weight`` times :func:`soft_dice_loss`."""
 
-    def __init__(self, class_weights=None, name="soft_cross_entropy", reduction="sum_over_batch_size", **kwargs):
+    def __init__(self, class_weights=None, name="soft_cross_entropy", reduction="sum_over_batch_size",
+                 dice_weight: float = 0.0, **kwargs):
         super().__init__(name=name, reduction=reduction, **kwargs)
         if class_weights is not None:
             class_weights = [float(w) for w in class_weights]
             if any(w < 0 for w in class_weights):
                 raise ValueError(f"class weights must be non-negative, got {class_weights}")
+        if dice_weight < 0:
+            raise ValueError(f"dice_weight must be non-negative, got {dice_weight}")
         self.class_weights = class_weights
+        self.dice_weight = float(dice_weight)
 
     def call(self, y_true, y_pred):
-        return pixel_cross_entropy(y_true, y_pred, self.class_weights)
+        pixels = pixel_cross_entropy(y_true, y_pred, self.class_weights)
+        if not self.dice_weight:
+            return pixels
+        # Each example's Dice term added to each of its pixels: the mean over pixels and the global batch is
+        # then mean cross-entropy + dice_weight * mean per-example Dice loss.
+        return pixels + self.dice_weight * soft_dice_loss(y_true, y_pred)[:, None, None]
 
     def get_config(self):
-        return {**super().get_config(), "class_weights": self.class_weights}
+        return {**super().get_config(), "class_weights": self.class_weights, "dice_weight": self.dice_weight}
 
 
 def _weights_unless_uniform(class_weights):
     return None if class_weights is None or all(w == 1.0 for w in class_weights) else class_weights
 
 
-def teacher_loss(class_weights=None) -> SoftCrossEntropy:
+def teacher_loss(class_weights=None, dice_weight: float = 0.0) -> SoftCrossEntropy:
     """Eq. (3): cross-entropy of the teacher against one-hot labels of strong slices.
 
     ``class_weights`` (background, liver, lesion): the paper's loss is unweighted; short schedules (the demo)
     weight the rare lesion class up so it is learned in minutes rather than thousands of epochs.
     """
-    return SoftCrossEntropy(_weights_unless_uniform(class_weights), name="teacher_cross_entropy")
+    return SoftCrossEntropy(_weights_unless_uniform(class_weights), name="teacher_cross_entropy",
+                            dice_weight=dice_weight)
 
 
 def student_losses(alpha: float = 1.0, localization_weights=PAPER_LOCALIZATION_WEIGHTS, localization: bool = True,
-                   segmentation_weights=None):
+                   segmentation_weights=None, dice_weight: float = 0.0):
     """Eq. (4) as Keras (losses, loss_weights) for the student's two outputs."""
     if alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}")
     losses = {"segmentation": SoftCrossEntropy(_weights_unless_uniform(segmentation_weights),
-                                               name="segmentation_cross_entropy")}
+                                               name="segmentation_cross_entropy", dice_weight=dice_weight)}
     weights = {"segmentation": 1.0}
     if localization:
         losses["localization"] = SoftCrossEntropy(localization_weights, name="localization_cross_entropy")

@@ -35,3 +35,14 @@ def test_demo_runs_every_stage_and_reports(tmp_path, capsys):
     assert "resuming" not in again and "train student" in again
     with open(out / "evaluation.csv") as stream:
         assert list(csv.DictReader(stream)) == rows  # and, seeded, gets the same result
+
+
+def test_every_demo_scale_overrides_valid_settings():
+    from o2l_tf.configs.run import apply_overrides, preset
+    from o2l_tf.demo import SCALES
+
+    for name, plan in SCALES.items():
+        for role, overrides in (("teacher", plan.teacher_overrides), ("student", plan.student_overrides)):
+            config = apply_overrides(preset(plan.preset, role), list(overrides))
+            config.validate()  # a typo'd or out-of-range override fails here, not minutes into a demo
+            assert config.train.decay_start_epoch < config.train.epochs, (name, role)

@@ -63,3 +63,54 @@ def test_segmentation_class_weights_are_opt_in():
     assert float(weighted(targets, probabilities)) == pytest.approx((-4 * math.log(0.5) - math.log(0.6)) / 2, rel=1e-6)
     losses, _ = student_losses(segmentation_weights=(1, 1, 4))
     assert losses["segmentation"].class_weights == [1.0, 1.0, 4.0]
+
+
+def _numpy_dice_loss(targets, probabilities):
+    """Per example: 1 - mean Dice over the foreground classes with at least one pixel of target mass."""
+    values = []
+    for t, p in zip(targets, probabilities):
+        dices = [2 * (t[..., c] * p[..., c]).sum() / (t[..., c].sum() + p[..., c].sum())
+                 for c in (1, 2) if t[..., c].sum() >= 1]
+        values.append(1 - np.mean(dices) if dices else 0.0)
+    return np.array(values)
+
+
+def test_dice_term_by_hand_and_against_numpy():
+    from o2l_tf.losses import soft_dice_loss
+
+    # One example, 2 pixels: liver target on pixel 0 only, no lesion (left out), p_liver = (0.6, 0.2).
+    targets = np.array([[[[0, 1, 0], [1, 0, 0]]]], "float32")
+    probabilities = np.array([[[[0.2, 0.6, 0.2], [0.7, 0.2, 0.1]]]], "float32")
+    dice = 2 * 0.6 / (1 + 0.8)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(soft_dice_loss(targets, probabilities)), [1 - dice],
+                               rtol=1e-6)
+    # Background-only example: no Dice term at all.
+    background = np.array([[[[1, 0, 0], [1, 0, 0]]]], "float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(soft_dice_loss(background, probabilities)), [0.0])
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet([1, 1, 1], size=(3, 8, 8)).astype("float32")
+    targets = rng.dirichlet([2, 1, 0.3], size=(3, 8, 8)).astype("float32")  # soft targets, like pseudo-labels
+    targets[1, ..., 2] = 0  # example 1 has no lesion mass
+    targets[1] /= targets[1].sum(-1, keepdims=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(soft_dice_loss(targets, probabilities)),
+                               _numpy_dice_loss(targets, probabilities), rtol=1e-5)
+    # The loss with dice_weight: mean cross-entropy + weight * mean per-example Dice loss.
+    loss = SoftCrossEntropy(class_weights=(1, 1, 4), dice_weight=0.5)
+    expected = (keras.ops.convert_to_numpy(pixel_cross_entropy(targets, probabilities, (1, 1, 4))).mean()
+                + 0.5 * _numpy_dice_loss(targets, probabilities).mean())
+    assert float(loss(targets, probabilities)) == pytest.approx(expected, rel=1e-5)
+    assert SoftCrossEntropy.from_config(loss.get_config()).dice_weight == 0.5
+    with pytest.raises(ValueError):
+        SoftCrossEntropy(dice_weight=-1)
+
+
+def test_dice_weight_setting_reaches_both_losses_and_is_checked():
+    from o2l_tf.configs.run import apply_overrides, preset
+    from o2l_tf.errors import InputError
+    from o2l_tf.losses import teacher_loss
+
+    assert teacher_loss().dice_weight == 0.0  # the paper: cross-entropy only
+    assert student_losses(dice_weight=1.0)[0]["segmentation"].dice_weight == 1.0
+    config = apply_overrides(preset("test", "student"), ["train.dice_weight=-0.5"])
+    with pytest.raises(InputError, match="dice_weight"):
+        config.validate()

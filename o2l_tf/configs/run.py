@@ -46,6 +46,7 @@ class TrainSettings:
     alpha: float = 1.0
     localization_weights: tuple[float, float, float] = (1.0, 0.1, 1.0)
     segmentation_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # the paper's Eq. (3)/(4): unweighted
+    dice_weight: float = 0.0  # soft Dice term added to the segmentation loss (not the paper's; 0 = none)
     localization: bool = True
     weak_labels: str = "pseudo"
     validate_every: int = 1
@@ -88,6 +89,8 @@ class RunConfig:
             raise InputError(f"data.scale_range must be 0 < low <= high, got {d.scale_range}")
         if not 0.0 <= d.foreground_crop <= 1.0:
             raise InputError(f"data.foreground_crop must be in [0, 1], got {d.foreground_crop}")
+        if t.dice_weight < 0:
+            raise InputError(f"train.dice_weight must be non-negative, got {t.dice_weight}")
         if t.learning_rate <= 0:
             raise InputError(f"train.learning_rate must be positive, got {t.learning_rate}")
 

@@ -103,11 +103,13 @@ def compile_model(model, config: RunConfig, jit: bool):
         optimizer = keras.optimizers.SGD(learning_rate=t.learning_rate, momentum=t.momentum)
     metrics = [DiceScore("liver"), DiceScore("lesion")]
     if isinstance(model, StudentSegmentor):
-        losses, weights = student_losses(t.alpha, t.localization_weights, t.localization, t.segmentation_weights)
+        losses, weights = student_losses(t.alpha, t.localization_weights, t.localization, t.segmentation_weights,
+                                        t.dice_weight)
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                       metrics={"segmentation": metrics}, jit_compile=jit)
     else:
-        model.compile(optimizer=optimizer, loss=teacher_loss(t.segmentation_weights), metrics=metrics, jit_compile=jit)
+        model.compile(optimizer=optimizer, loss=teacher_loss(t.segmentation_weights, t.dice_weight),
+                      metrics=metrics, jit_compile=jit)
     return optimizer
 
 
