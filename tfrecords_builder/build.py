@@ -175,6 +175,11 @@ def _perturb(slice_boxes, seed: int, case_id: str, z: int, shape):
             [box_ops.perturb_box(b, rng, box_ops.LESION_PERTURBATION, shape) for b in lesion])
 
 
+def _case_file(work: str, case_id: str, suffix: str) -> str:
+    """A case's work file: ``.chunks`` (its deflated examples) or ``.json`` (its entry, written last)."""
+    return os.path.join(work, "cases", f"{case_id}{suffix}")
+
+
 def process_case(job: CaseJob) -> dict:
     """Read, check, serialize and compress one case to its work file; returns the case's manifest entry."""
     source, config, split = job.source, job.config, job.split
@@ -210,7 +215,7 @@ def process_case(job: CaseJob) -> dict:
     selected = _selected_slices(has_box, config.margin_slices, keep_all=(split == "val"))
 
     spacing = reorientation.canonical_spacing
-    path = os.path.join(job.work_dir, "cases", f"{source.case_id}.chunks")
+    path = _case_file(job.work_dir, source.case_id, ".chunks")
     temporary = path + ".tmp"
     total_bytes = 0
     with fs.open_file(temporary, "wb") as stream:
@@ -250,7 +255,7 @@ def process_case(job: CaseJob) -> dict:
         "serialized_bytes": total_bytes,
         "chunks": [chunk.as_list() for chunk in writer.chunks],  # where each example sits in the work file
     }
-    write_json(os.path.join(job.work_dir, "cases", f"{source.case_id}.json"), entry)
+    write_json(_case_file(job.work_dir, source.case_id, ".json"), entry)
     return entry
 
 
@@ -307,7 +312,7 @@ class _WorkFiles:
         if stream is None:
             if len(self._open) >= self._limit:
                 self.close()
-            stream = self._open[case_id] = fs.open_file(os.path.join(self._work, "cases", f"{case_id}.chunks"), "rb")
+            stream = self._open[case_id] = fs.open_file(_case_file(self._work, case_id, ".chunks"), "rb")
         stream.seek(chunk.offset)
         return stream.read(chunk.size)
 
@@ -354,12 +359,11 @@ def _prepare_output(out: str, identity: dict, overwrite: bool) -> str:
 
 def _finished_case(work: str, case_id: str) -> dict | None:
     """The entry of a case an interrupted build finished, if its chunks are there (older builds wrote none)."""
-    done = os.path.join(work, "cases", f"{case_id}.json")
+    done = _case_file(work, case_id, ".json")
     if not fs.exists(done):
         return None
     entry = read_json(done)
-    chunks = os.path.join(work, "cases", f"{case_id}.chunks")
-    return entry if "chunks" in entry and fs.exists(chunks) else None
+    return entry if "chunks" in entry and fs.exists(_case_file(work, case_id, ".chunks")) else None
 
 
 def _resolve_cases(config: BuildConfig) -> tuple[str, list[sources.CaseSource]]:
