@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from o2l_tf import visualization as viz
+from o2l_tf.configs.run import RunConfig, apply_overrides, preset
 from o2l_tf.io_utils import atomic_write_bytes
 
 
@@ -28,6 +29,11 @@ class DemoScale:
     teacher_overrides: tuple[str, ...] = ()  # --set style changes to the preset's teacher
     student_overrides: tuple[str, ...] = ()  # --set style changes to the preset's student
 
+    def run_config(self, role: str) -> RunConfig:
+        """The preset's teacher or student with this scale's overrides: what the demo trains."""
+        overrides = self.teacher_overrides if role == "teacher" else self.student_overrides
+        return apply_overrides(preset(self.preset, role), list(overrides))
+
 
 SCALES = {
     # Chosen on the training cohort's val case and a development cohort (seed 5), never on the held-out phantoms
@@ -39,7 +45,7 @@ SCALES = {
     "demo": DemoScale(cases=10, size=192, slices=(48, 64), held_out=3, preset="demo",
                       teacher_overrides=("train.decay_start_epoch=8", "train.decay_rate=0.7"),
                       student_overrides=("train.epochs=40", "train.decay_start_epoch=28", "train.decay_rate=0.8",
-                                         "train.dice_weight=1.0", "train.validate_every=10",
+                                         "train.dice_weight=1", "train.validate_every=10",
                                          "model.localization_channels=4")),
     "test": DemoScale(cases=6, size=48, slices=(12, 16), held_out=2, preset="test", split=(50, 34, 16)),
 }
@@ -53,7 +59,6 @@ def _remove_earlier_run(run_dir: str) -> None:
 
 def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) -> dict:
     """Run every stage into ``out`` (replacing an earlier demo there); returns the evaluation summary."""
-    from o2l_tf.configs.run import apply_overrides, preset
     from o2l_tf.data import inspect
     from o2l_tf.inference.predict import PredictOptions, predict_files
     from o2l_tf.metrics.evaluation import evaluate_folders, format_report, rows_to_csv
@@ -81,11 +86,10 @@ def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) ->
     stage(f"train teacher (preset {plan.preset}) -> {teacher_dir}")
     for run_dir in (teacher_dir, student_dir):
         _remove_earlier_run(run_dir)
-    teacher = apply_overrides(preset(plan.preset, "teacher"), list(plan.teacher_overrides))
-    train(teacher, paths["records"], teacher_dir, overwrite=True, progress=progress, log=log)
+    train(plan.run_config("teacher"), paths["records"], teacher_dir, overwrite=True, progress=progress, log=log)
     stage(f"pseudo-labels and train student -> {student_dir}")
-    student = apply_overrides(preset(plan.preset, "student"), list(plan.student_overrides))
-    train(student, paths["records"], student_dir, teacher_dir=teacher_dir, overwrite=True, progress=progress, log=log)
+    train(plan.run_config("student"), paths["records"], student_dir, teacher_dir=teacher_dir, overwrite=True,
+          progress=progress, log=log)
     stage(f"synth: {plan.held_out} held-out phantoms (another seed) -> {paths['test']}")
     write_cohort(paths["test"], CohortSpec(plan.held_out, plan.size, plan.slices, seed=1), workers=workers,
                  overwrite=True, progress=progress)
