@@ -109,8 +109,15 @@ def test_dice_weight_setting_reaches_both_losses_and_is_checked():
     from o2l_tf.errors import InputError
     from o2l_tf.losses import teacher_loss
 
+    from o2l_tf.training.run import build_model, compile_model
+
     assert teacher_loss().dice_weight == 0.0  # the paper: cross-entropy only
-    assert student_losses(dice_weight=1.0)[0]["segmentation"].dice_weight == 1.0
+    for role in ("teacher", "student"):  # the setting reaches the loss that training compiles
+        config = apply_overrides(preset("test", role), ["train.dice_weight=0.5"])
+        model = build_model(config)
+        compile_model(model, config, jit=False)
+        loss = model.loss["segmentation"] if isinstance(model.loss, dict) else model.loss
+        assert loss.dice_weight == 0.5, role
     config = apply_overrides(preset("test", "student"), ["train.dice_weight=-0.5"])
     with pytest.raises(InputError, match="dice_weight"):
         config.validate()
