@@ -15,6 +15,7 @@ from o2l_tf.data import records, schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 NUM_CLASSES = 3
+EPOCH_GRAPH_SEED = 20231  # any non-zero constant; see _epoch_batches
 
 
 def one_hot(label) -> tf.Tensor:
@@ -112,13 +113,29 @@ def _files_dataset(files, compression: str, parse, seed) -> tf.data.Dataset:
 
 
 def training_dataset(sources: list[tuple[list[str], str, callable, callable, float]], settings, role: str,
-                     localization: bool, steps_per_epoch: int, epoch: int, seed: int):
-    """The batches of one epoch, a pure function of (seed, epoch): resuming at epoch k replays nothing.
+                     localization: bool, steps_per_epoch: int, epoch: int, seed: int, end_epoch: int | None = None):
+    """The batches of epochs ``epoch`` .. ``end_epoch - 1`` (one epoch by default), in order.
 
+    Each epoch's batches are a pure function of (seed, epoch), so resuming at epoch k replays nothing, and one
+    dataset can feed a whole ``fit`` call (no per-epoch set-up).
     ``sources``: (files, compression, parse, target_of(example), weight); several sources are mixed by weight
     (the student's strong one-hot and weak soft or box targets).
     """
-    epoch_seed = int(seed) * 100003 + int(epoch)
+    end_epoch = epoch + 1 if end_epoch is None else end_epoch
+    epochs = tf.data.Dataset.range(int(epoch), int(end_epoch)).flat_map(
+        lambda e: _epoch_batches(sources, settings, role, localization, steps_per_epoch, e, seed))
+    # repeat(): Keras takes exactly steps_per_epoch batches per epoch; the repeat only spares it an end-of-data
+    # warning.
+    return _shard_by_data(epochs.repeat().prefetch(AUTOTUNE))
+
+
+def _epoch_batches(sources, settings, role: str, localization: bool, steps_per_epoch: int, epoch, seed: int):
+    """One epoch's batches; ``epoch`` is an int64 scalar tensor (from the range of epochs)."""
+    # tf.data's seeded ops pair their op seed with the graph's seed and compare the pair with (0, 0) in Python,
+    # which fails for a tensor op seed when the graph seed is 0 (as after keras.utils.set_random_seed(0)). This
+    # function's graph gets a fixed seed of its own, so an epoch's batches depend on (seed, epoch) alone.
+    tf.compat.v1.get_default_graph().seed = EPOCH_GRAPH_SEED
+    epoch_seed = tf.constant(int(seed) * 100003, tf.int64) + tf.cast(epoch, tf.int64)
     streams, weights = [], []
     for files, compression, parse, target_of, weight in sources:
         stream = _files_dataset(files, compression, parse, epoch_seed).repeat()
@@ -132,14 +149,13 @@ def training_dataset(sources: list[tuple[list[str], str, callable, callable, flo
 
     def augment_one(index, element):
         image, target, boxes = element
-        example_seed = tf.stack([tf.constant(epoch_seed, tf.int64), tf.cast(index, tf.int64)])
+        example_seed = tf.stack([epoch_seed, tf.cast(index, tf.int64)])
         image, target, boxes = augment(image, target, boxes, example_seed, settings.crop_size,
                                        settings.scale_range, settings.flip, settings.foreground_crop)
         return to_model_io(role, image, target, boxes, localization)
 
     dataset = indexed.map(augment_one, num_parallel_calls=AUTOTUNE, deterministic=True)
-    # repeat(): Keras takes exactly steps_per_epoch batches; the repeat only spares it an end-of-data warning.
-    return _shard_by_data(dataset.batch(settings.batch_size, drop_remainder=True).repeat().prefetch(AUTOTUNE))
+    return dataset.batch(settings.batch_size, drop_remainder=True)
 
 
 def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -48,11 +48,15 @@ class NanGuard(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self.diverged_at = None
+        self.epoch = 0
+        self.diverged_at = None  # the (one-based) epoch whose loss was not finite
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         if not _finite(logs):
-            self.diverged_at = batch
+            self.diverged_at = self.epoch + 1
             self.model.stop_training = True
 
 
@@ -173,7 +177,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.hu_window = hu_window
 
     def on_train_begin(self, logs=None):
-        if self.config_json is not None:  # fit is called once per epoch: write the config once
+        if self.config_json is not None:  # once per callback, however often fit is called
             with self.train_writer.as_default():
                 tf.summary.text("config", f"```\n{self.config_json}\n```", step=0)
             self.config_json = None

@@ -213,25 +213,25 @@ def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str
         callbacks.append(cb.TensorBoardLogger(os.path.join(write_dir, "logs"), json.dumps(record, indent=2),
                                               panels, config.train.images_every, predict, hu_window))
     history: dict[str, list[float]] = {}
-    for epoch in range(first_epoch, config.train.epochs):
-        # One fit call per epoch on a dataset seeded by (seed, epoch), so a resumed run sees the same batches.
-        train_data = pipeline.training_dataset(sources, config.data, config.role, localization, steps, epoch,
-                                               config.train.seed)
-        validate = val_data is not None and ((epoch + 1) % config.train.validate_every == 0
-                                             or epoch + 1 == config.train.epochs)
+    if first_epoch < config.train.epochs:
+        # One fit call for every epoch left, on one dataset whose epochs are each seeded by (seed, epoch): a
+        # resumed run sees the same batches, and no epoch pays for a new fit call (about 1 s each).
+        train_data = pipeline.training_dataset(sources, config.data, config.role, localization, steps, first_epoch,
+                                               config.train.seed, end_epoch=config.train.epochs)
+        validate_at = [e for e in range(first_epoch + 1, config.train.epochs + 1)
+                       if e % config.train.validate_every == 0 or e == config.train.epochs]
         with warnings.catch_warnings():
             # Keras warns when validation exhausts its (finite) dataset, which is exactly how the val split is
             # meant to be read: every val example once per validation.
             warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-            result = model.fit(train_data, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps,
-                               validation_data=val_data if validate else None, callbacks=callbacks, shuffle=False,
-                               verbose=0)
-        for key, values in result.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
+            result = model.fit(train_data, epochs=config.train.epochs, initial_epoch=first_epoch,
+                               steps_per_epoch=steps, validation_data=val_data if validate_at else None,
+                               validation_freq=validate_at or 1, callbacks=callbacks, shuffle=False, verbose=0)
+        history = {key: [float(v) for v in values] for key, values in result.history.items()}
         if guard.diverged_at is not None:
             kept = tf.train.latest_checkpoint(os.path.join(write_dir, "checkpoints", "last"))
-            raise cb.TrainingDiverged(f"loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
-                                      f"is kept ({kept or 'none yet'})")
+            raise cb.TrainingDiverged(f"loss became NaN or infinite in epoch {guard.diverged_at}; the last good "
+                                      f"checkpoint is kept ({kept or 'none yet'})")
     summary = {"history": history, "steps_per_epoch": steps, "first_epoch": first_epoch,
                "epoch_seconds": progress_line.seconds, "steady_steps_per_second": progress_line.steady_steps_per_second}
     if chief:

@@ -119,6 +119,21 @@ def test_resume_after_interruption_equals_uninterrupted_run(small_records, tmp_p
     assert int(resumed.optimizer.iterations) == int(full.optimizer.iterations) == 3 * summary["steps_per_epoch"]
 
 
+def test_divergence_stops_training_and_names_the_epoch(small_records, tmp_path):
+    from o2l_tf.training.callbacks import TrainingDiverged
+
+    # A sane rate for epochs 1-2, then x1e32 from epoch 3 on: the loss is no longer finite in epoch 3 or 4.
+    config = apply_overrides(preset("test", "teacher"), ["train.epochs=5", "train.images_every=0",
+                                                          "train.decay_start_epoch=2", "train.decay_rate=1e32"])
+    with pytest.raises(TrainingDiverged, match=r"in epoch [34]; the last good checkpoint is kept") as caught:
+        train(config, small_records, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+    epoch = int(str(caught.value).split("in epoch ")[1].split(";")[0])
+    assert not os.path.exists(tmp_path / "run" / "teacher.keras")
+    # The diverged epoch is not checkpointed, nor anything after it.
+    kept = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints" / "last"))
+    assert kept.endswith(f"-{epoch - 1}")
+
+
 def test_export_of_the_best_checkpoint_on_request(small_records, tmp_path):
     config = apply_overrides(preset("test", "teacher"), ["train.epochs=3", "train.images_every=0",
                                                          "train.export_weights=best"])
@@ -202,7 +217,7 @@ def test_teacher_overfits_a_handful_of_examples(small_records, tmp_path):
 
     config = apply_overrides(preset("test", "teacher"), [
         "model.base_filters=8", "data.crop_size=48", "data.scale_range=1,1", "data.flip=false",
-        "data.batch_size=4", "data.shuffle_buffer=4", "train.learning_rate=0.05", "train.epochs=100",
+        "data.batch_size=4", "data.shuffle_buffer=4", "train.learning_rate=0.05", "train.epochs=200",
         "train.images_every=0", "train.validate_every=1000"])
     manifest = records.load_manifest(small_records)
     handful = tmp_path / "handful"
