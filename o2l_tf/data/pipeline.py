@@ -126,7 +126,7 @@ def training_dataset(sources: list[tuple[list[str], str, callable, callable, flo
         lambda e: _epoch_batches(sources, settings, role, localization, steps_per_epoch, e, seed))
     # repeat(): Keras takes exactly steps_per_epoch batches per epoch; the repeat only spares it an end-of-data
     # warning.
-    return _shard_by_data(epochs.repeat().prefetch(AUTOTUNE))
+    return _training_options(epochs.repeat().prefetch(AUTOTUNE))
 
 
 def _epoch_batches(sources, settings, role: str, localization: bool, steps_per_epoch: int, epoch, seed: int):
@@ -158,10 +158,19 @@ def _epoch_batches(sources, settings, role: str, localization: bool, steps_per_e
     return dataset.batch(settings.batch_size, drop_remainder=True)
 
 
-def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Multi-worker sharding by element: a split may have fewer shard files than there are workers."""
+def _training_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Multi-worker sharding by element (a split may have fewer shard files than there are workers), no autotuning.
+
+    With autotuning on, deleting an iterator waits for tf.data's model-optimisation thread, and fit deletes the
+    validation iterator at every validation and the training one at its end. Measured in the demo's student: a
+    stall of 8-25 s at one or two validations per run and of up to a minute at the end of fit (py-spy: the main
+    thread in ``UnboundedThreadPool::LogicalThreadWrapper`` destruction under ``RootDataset::Iterator``); none
+    with autotuning off. ``AUTOTUNE`` parallelism then keeps tf.data's initial value, the smaller of 16 and the
+    number of schedulable cores.
+    """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.autotune.enabled = False
     return dataset.with_options(options)
 
 
@@ -188,5 +197,5 @@ def validation_dataset(files, compression: str, settings, role: str, localizatio
         boxes = pad_to_multiple(example["box_channels"], multiple)
         return to_model_io(role, image, target, boxes, localization)
 
-    return _shard_by_data(dataset.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(settings.val_batch_size)
+    return _training_options(dataset.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(settings.val_batch_size)
                           .prefetch(AUTOTUNE))
