@@ -126,7 +126,7 @@ def training_dataset(sources: list[tuple[list[str], str, callable, callable, flo
         lambda e: _epoch_batches(sources, settings, role, localization, steps_per_epoch, e, seed))
     # repeat(): Keras takes exactly steps_per_epoch batches per epoch; the repeat only spares it an end-of-data
     # warning.
-    return _training_options(epochs.repeat().prefetch(AUTOTUNE))
+    return _fit_options(epochs.repeat().prefetch(AUTOTUNE))
 
 
 def _epoch_batches(sources, settings, role: str, localization: bool, steps_per_epoch: int, epoch, seed: int):
@@ -158,8 +158,9 @@ def _epoch_batches(sources, settings, role: str, localization: bool, steps_per_e
     return dataset.batch(settings.batch_size, drop_remainder=True)
 
 
-def _training_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Multi-worker sharding by element (a split may have fewer shard files than there are workers), no autotuning.
+def _fit_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Options of every dataset fit reads (training and validation): multi-worker sharding by element (a split
+    may have fewer shard files than there are workers), and no autotuning.
 
     With autotuning on, deleting an iterator waits for tf.data's model-optimisation thread, and fit deletes the
     validation iterator at every validation and the training one at its end. Measured in the demo's student: a
@@ -197,5 +198,5 @@ def validation_dataset(files, compression: str, settings, role: str, localizatio
         boxes = pad_to_multiple(example["box_channels"], multiple)
         return to_model_io(role, image, target, boxes, localization)
 
-    return _training_options(dataset.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(settings.val_batch_size)
-                          .prefetch(AUTOTUNE))
+    return _fit_options(dataset.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(settings.val_batch_size)
+                        .prefetch(AUTOTUNE))

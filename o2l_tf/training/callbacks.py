@@ -106,7 +106,8 @@ class ProgressLine(keras.callbacks.Callback):
         self.first_epoch = None
         self.seconds: list[float] = []  # wall time of each epoch run, for the summary (and make bench)
         # Steps per second of each epoch from its first finished step to its last: the steady state, without
-        # the epoch's start-up (fit set-up, shuffle-buffer fill) or its end (validation, checkpoint).
+        # the epoch's start-up (shuffle-buffer fill; the first epoch also fit's set-up) or its end (validation,
+        # checkpoint).
         self.steady_steps_per_second: list[float] = []
         self.step_times: list[float] = []
 

@@ -218,6 +218,7 @@ def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str
         # resumed run sees the same batches, and no epoch pays for a new fit call (about 1 s each).
         train_data = pipeline.training_dataset(sources, config.data, config.role, localization, steps, first_epoch,
                                                config.train.seed, end_epoch=config.train.epochs)
+        # Every validate_every-th epoch and always the last (Keras counts validation_freq epochs from 1).
         validate_at = [e for e in range(first_epoch + 1, config.train.epochs + 1)
                        if e % config.train.validate_every == 0 or e == config.train.epochs]
         with warnings.catch_warnings():
@@ -225,8 +226,8 @@ def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str
             # meant to be read: every val example once per validation.
             warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
             result = model.fit(train_data, epochs=config.train.epochs, initial_epoch=first_epoch,
-                               steps_per_epoch=steps, validation_data=val_data if validate_at else None,
-                               validation_freq=validate_at or 1, callbacks=callbacks, shuffle=False, verbose=0)
+                               steps_per_epoch=steps, validation_data=val_data, validation_freq=validate_at,
+                               callbacks=callbacks, shuffle=False, verbose=0)
         history = {key: [float(v) for v in values] for key, values in result.history.items()}
         if guard.diverged_at is not None:
             kept = tf.train.latest_checkpoint(os.path.join(write_dir, "checkpoints", "last"))

@@ -131,8 +131,11 @@ def test_a_run_of_epochs_is_the_epochs_one_by_one(small_records):
     for a, b in zip(together, one_by_one, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(together[0], together[3])  # epochs differ
-    # Autotuning off: with it, deleting an iterator waited for its optimisation thread (8-60 s stalls in fit).
-    assert pipeline.training_dataset(sources, settings, "teacher", False, 3, 0, 5).options().autotune.enabled is False
+    # Autotuning off in both datasets fit reads: with it, deleting an iterator waited for its optimisation thread
+    # (8-60 s stalls in fit).
+    validation = pipeline.validation_dataset(sources[0][0], "GZIP", settings, "teacher", False, 16)
+    for dataset in (pipeline.training_dataset(sources, settings, "teacher", False, 3, 0, 5), validation):
+        assert dataset.options().autotune.enabled is False
 
 
 def test_box_partition_of_rasterized_hand_made_boxes():

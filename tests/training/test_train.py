@@ -68,6 +68,18 @@ def test_tensorboard_events_hold_scalars_images_and_config(teacher_run):
     assert [e.step for e in val_events.Tensors("liver_dice")] == [1, 2]
 
 
+def test_validation_runs_every_nth_epoch_and_at_the_last(small_records, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = apply_overrides(preset("test", "teacher"), ["train.epochs=5", "train.validate_every=2",
+                                                          "train.images_every=0"])
+    summary = train(config, small_records, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+    val_events = EventAccumulator(str(tmp_path / "run" / "logs" / "val"))
+    val_events.Reload()
+    assert [e.step for e in val_events.Tensors("loss")] == [2, 4, 5]
+    assert len(summary["history"]["loss"]) == 5 and len(summary["history"]["val_loss"]) == 3
+
+
 def test_panel_image_is_what_a_person_expects():
     from o2l_tf.training.callbacks import panel
 
