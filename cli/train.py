@@ -20,7 +20,8 @@ from cli.main import BadInput, reports_bad_input
 @click.option("--no-localization", is_flag=True, help="Student without the localization branch.")
 @click.option("--devices", help="Devices for MirroredStrategy, e.g. GPU:0,GPU:1 [default: all GPUs].")
 @click.option("--jit", type=click.Choice(["auto", "on", "off"]), help="XLA [default auto: on for GPUs only].")
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]))
+@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16", "auto"]),
+              help="Compute precision [default float32; auto: mixed_bfloat16 on CPU-only machines with native bf16].")
 @click.option("--seed", type=int, help="Data order and initialisation seed [default 0].")
 @click.option("--overwrite", is_flag=True, help="Replace a run with a different configuration in --model-dir.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

@@ -47,7 +47,8 @@ def test_every_demo_scale_overrides_valid_settings():
             assert config.role == role and config.train.decay_start_epoch < config.train.epochs, (name, role)
     student, teacher = SCALES["demo"].run_config("student"), SCALES["demo"].run_config("teacher")
     # the overrides reached each role
-    assert (student.train.epochs, student.train.dice_weight, student.model.localization_channels) == (65, 1.0, 4)
+    assert (student.train.epochs, student.train.dice_weight, student.model.localization_channels) == (90, 1.0, 4)
+    assert student.train.precision == "auto" and teacher.train.precision == "float32"
     assert student.train.segmentation_weights == (1.0, 1.0, 8.0)
     assert (teacher.train.epochs, teacher.train.decay_rate) == (15, 0.7)
 

@@ -17,7 +17,7 @@ from o2l_tf.errors import InputError
 
 ROLES = ("teacher", "student")
 WEAK_LABELS = ("pseudo", "boxes", "none")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 JIT = ("auto", "on", "off")
 OPTIMIZERS = ("sgd", "adam")
 

@@ -51,13 +51,11 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 def resolve_precision(precision: str) -> str:
     """``auto``: bfloat16 on CPU-only machines with native bf16 (make bench: faster, Dice unchanged), else float32."""
-    import tensorflow as tf
-
     if precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
-    return "bfloat16" if machine.has_native_bf16() and not tf.config.list_physical_devices("GPU") else "float32"
+    return "bfloat16" if machine.bf16_is_the_fast_path() else "float32"
 
 
 def in_precision(network: keras.Model, precision: str) -> keras.Model:

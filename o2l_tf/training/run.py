@@ -157,7 +157,7 @@ def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str 
 def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None, overwrite: bool,
            devices: str | None, progress: bool, log) -> dict:
     config.validate()
-    strategies.set_precision(config.train.precision)
+    policy = strategies.set_precision(config.train.precision)
     strategy = strategies.make_strategy(devices)  # first: a cluster strategy must exist before other TF work
     manifest = records.load_manifest(records_dir)
     if config.role == "student" and config.train.weak_labels == "pseudo":
@@ -174,6 +174,9 @@ def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str
 
     sources, cases = _sources(config, records_dir, manifest, teacher_dir, progress, log)
     steps = math.ceil(cases * config.data.examples_per_case / config.data.batch_size)
+    if chief:
+        log(f"{config.role}: {cases} training cases, {steps} steps per epoch, precision {policy}"
+            f"{' (auto)' if config.train.precision == 'auto' else ''}, XLA {'on' if jit else 'off'}")
     multiple = 2 ** config.model.depth
     hu_window = tuple(manifest["preprocessing"]["hu_window"])  # how the records were clipped and scaled
     localization = config.role == "student" and config.train.localization

@@ -280,16 +280,22 @@ def test_exported_savedmodel_uses_the_records_hu_window(small_records, tmp_path)
     assert np.abs(paper_window - expected).max() > 1e-3  # the window matters, so the test can fail
 
 
-@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_training_runs_with_finite_losses(small_records, tmp_path, precision):
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16", "auto"])
+def test_mixed_precision_training_runs_with_finite_losses(small_records, tmp_path, precision, monkeypatch):
+    from o2l_tf import machine
+
+    monkeypatch.setattr(machine, "has_native_bf16", lambda: True)  # auto: this CPU runs bf16 natively
     config = apply_overrides(preset("test", "student"), ["train.epochs=1", "train.images_every=0",
                                                          f"train.precision={precision}", "train.weak_labels=none"])
+    lines = []
     try:
-        summary = train(config, small_records, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+        summary = train(config, small_records, str(tmp_path / "run"), progress=False, log=lines.append)
         assert keras.config.dtype_policy().name == "float32"  # the caller's policy is back after training
         model = keras.models.load_model(tmp_path / "run" / "student.keras")
         assert model.layers[-1].compute_dtype == "float32"  # the softmax stays float32
-        assert any(layer.compute_dtype == precision.split("_")[1] for layer in model.layers)
+        chosen = "mixed_bfloat16" if precision == "auto" else precision
+        assert any(layer.compute_dtype == chosen.split("_")[1] for layer in model.layers)
+        assert any(f"precision {chosen}{' (auto)' if precision == 'auto' else ''}," in line for line in lines)
     finally:
         keras.config.set_dtype_policy("float32")
     assert all(np.isfinite(summary["history"]["loss"]))
@@ -303,3 +309,14 @@ def test_mixed_precision_training_runs_with_finite_losses(small_records, tmp_pat
             assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         finally:
             keras.config.set_dtype_policy("float32")
+
+
+def test_training_precision_auto_follows_the_cpu(monkeypatch):
+    from o2l_tf import machine
+    from o2l_tf.training import strategy
+
+    monkeypatch.setattr(machine, "has_native_bf16", lambda: True)
+    assert strategy.resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(machine, "has_native_bf16", lambda: False)
+    assert strategy.resolve_precision("auto") == "float32"
+    assert strategy.resolve_precision("mixed_float16") == "mixed_float16"
