@@ -11,7 +11,7 @@ from cli.main import reports_bad_input
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for every output (an earlier demo there is replaced).")
 @click.option("--scale", type=click.Choice(["demo", "test"]), default="demo", show_default=True,
-              help="demo: ~7 min on 2 CPU cores; test: tiny phantoms and the test preset (the test suite's).")
+              help="demo: ~8 min on 2 CPU cores; test: tiny phantoms and the test preset (the test suite's).")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines and results are still printed).")
 @reports_bad_input
 def demo(out, scale, quiet):
