@@ -74,6 +74,28 @@ def test_scale_one_without_flips_is_a_plain_crop():
                                                              matches[0][1]:matches[0][1] + 32])
 
 
+def test_flips_are_the_four_mirror_images_drawn_per_example():
+    """A whole-image crop at scale 1 is the input mirrored along none, one or both axes, the same for image,
+    target and boxes; each of the four occurs, as the two seeded coin flips say."""
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 1, (16, 16, 3)).astype("float32")
+    target = np.eye(3, dtype="float32")[rng.integers(0, 3, (16, 16))]
+    boxes = (rng.uniform(0, 1, (16, 16, 2)) > 0.5).astype("float32")
+    mirrors = {(v, h): (lambda a, v=v, h=h: a[::-1 if v else 1, ::-1 if h else 1]) for v in (0, 1) for h in (0, 1)}
+    seen = set()
+    for index in range(24):
+        seed = tf.constant([3, index], tf.int64)
+        outputs = [t.numpy() for t in pipeline.augment(image, target, boxes, seed, 16, (1.0, 1.0), True)]
+        drawn = [k for k, mirror in mirrors.items()
+                 if all(np.array_equal(out, mirror(a)) for out, a in zip(outputs, (image, target, boxes)))]
+        assert len(drawn) == 1  # exactly one mirror image, and the same one for all three
+        draws = tf.random.experimental.stateless_split(seed, 6)
+        coins = tuple(int(tf.random.stateless_uniform([], draws[k]).numpy() < 0.5) for k in (3, 4))
+        assert drawn[0] == coins
+        seen.add(drawn[0])
+    assert seen == set(mirrors)
+
+
 def test_small_images_are_padded_with_background():
     image, target, boxes = pattern(16)
     out_image, out_target, out_boxes = pipeline.augment(image, target, boxes, tf.constant([0, 0], tf.int64), 32,
