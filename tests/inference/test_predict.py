@@ -116,17 +116,6 @@ def test_bfloat16_from_the_files_training_writes(tmp_path, kind):
     np.testing.assert_allclose(got, expected, atol=0.03)
 
 
-def test_precision_auto_follows_the_cpu(monkeypatch):
-    from o2l_tf import machine
-    from o2l_tf.inference import loading
-
-    monkeypatch.setattr(machine, "has_native_bf16", lambda: True)
-    assert loading.resolve_precision("auto") == "bfloat16"
-    monkeypatch.setattr(machine, "has_native_bf16", lambda: False)
-    assert loading.resolve_precision("auto") == "float32"
-    assert loading.resolve_precision("float32") == "float32"
-
-
 def test_same_anatomy_whatever_the_orientation(student_run, saved, tmp_path):
     outputs = {}
     for orientation in ("RAS", "LPS", "PRS", "AIL"):

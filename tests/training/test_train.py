@@ -309,14 +309,3 @@ def test_mixed_precision_training_runs_with_finite_losses(small_records, tmp_pat
             assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         finally:
             keras.config.set_dtype_policy("float32")
-
-
-def test_training_precision_auto_follows_the_cpu(monkeypatch):
-    from o2l_tf import machine
-    from o2l_tf.training import strategy
-
-    monkeypatch.setattr(machine, "has_native_bf16", lambda: True)
-    assert strategy.resolve_precision("auto") == "mixed_bfloat16"
-    monkeypatch.setattr(machine, "has_native_bf16", lambda: False)
-    assert strategy.resolve_precision("auto") == "float32"
-    assert strategy.resolve_precision("mixed_float16") == "mixed_float16"
