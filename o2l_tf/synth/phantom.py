@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from o2l_tf.synth import anatomy as anat
 from o2l_tf.synth import shapes
+from o2l_tf.synth.noise import ScanNoise
 from o2l_tf.synth.tissues import sample_tissues
 
 # Orientations met in LiTS (axis codes of the stored voxel axes), with how often we draw them.
@@ -123,16 +124,6 @@ def _add_lesions(anatomy: anat.Anatomy, rng: np.random.Generator, phase: str, sc
     return records
 
 
-def _correlated_noise(rng: np.random.Generator, shape, sd: float, sigma_px: float) -> np.ndarray:
-    """Gaussian noise of standard deviation ``sd`` HU, smoothed in-plane by ``sigma_px``."""
-    white = rng.standard_normal(shape, dtype=np.float32)
-    smooth = ndimage.gaussian_filter(white, sigma_px, mode="wrap")
-    impulse = np.zeros((33, 33), np.float32)
-    impulse[16, 16] = 1.0
-    gain = float(np.sqrt(np.sum(ndimage.gaussian_filter(impulse, sigma_px) ** 2)))
-    return smooth * np.float32(sd / gain)
-
-
 def generate_phantom(index: int, size: int = 512, slices: tuple[int, int] = (60, 120), seed: int = 0,
                      orientation: str | None = None) -> Phantom:
     """Generate case ``index`` of the cohort defined by ``seed``; identical arguments give identical arrays."""
@@ -170,15 +161,16 @@ def generate_phantom(index: int, size: int = 512, slices: tuple[int, int] = (60,
     grid = anat.SliceGrid(anatomy, u, v, pixel_mm)
     heights = bottom + (np.arange(n_slices) + 0.5) * thickness
     noise_rng = np.random.default_rng([seed, index, 1])
-    noise_sd = rng.uniform(10, 25)
-    noise_sigma = rng.uniform(0.5, 1.0)
+    # Noise per voxel of the 512-px reference grid (LITS.md: SD 10-25 HU, smoothed in-plane by 0.5-1 of its
+    # pixels), averaged over each rendered pixel: coarser renderings are less noisy, as a downsampled scan is.
+    noise = ScanNoise(REFERENCE_SIZE * pixel_512, size, sd_hu=rng.uniform(10, 25), sigma_ref_px=rng.uniform(0.5, 1.0))
     psf_sigma = rng.uniform(0.4, 0.8)
 
     volume = np.empty((size, size, n_slices), np.int16)
     segmentation = np.empty((size, size, n_slices), np.uint8)
     for k, w in enumerate(heights):
         hu, label = anat.render_slice(anatomy, tissues, grid, float(w))
-        hu = ndimage.gaussian_filter(hu, psf_sigma) + _correlated_noise(noise_rng, hu.shape, noise_sd, noise_sigma)
+        hu = ndimage.gaussian_filter(hu, psf_sigma) + noise.slice(noise_rng)
         volume[:, :, k] = np.clip(np.rint(hu), -1024, 3071)
         segmentation[:, :, k] = label
     origin = (float(axis[0] - offset_u), float(axis[0] - offset_v), float(heights[0]))
