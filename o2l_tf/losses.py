@@ -36,17 +36,19 @@ def soft_dice_loss(targets, probabilities):
     """Per-example 1 - mean soft Dice of the foreground classes present in the target, shape (B,), float32.
 
     Dice_c = 2 sum(p_c t_c) / (sum p_c + sum t_c) over one example's pixels (targets may be soft). A class
-    with less than one pixel of target mass is left out, so crops without a lesion are not pushed towards
-    predicting none (cross-entropy already penalises false positives there); an example without any
-    foreground scores 0. Per example, not per batch, so the value does not depend on how a distribution
-    strategy splits the batch.
+    counts as present when at least one pixel's target gives it probability >= 0.5; absent classes are left
+    out, so crops without a lesion are not pushed towards predicting none (cross-entropy already penalises
+    false positives there); an example without any foreground scores 0. Presence is not "target mass >= 1
+    pixel": a teacher's soft labels spread a few percent of lesion probability over every pixel, which is many
+    pixels' worth of mass in a lesion-free crop, and a Dice term there pulls lesion probability up everywhere.
+    Per example, not per batch, so the value does not depend on how a distribution strategy splits the batch.
     """
     targets = ops.cast(targets, "float32")[..., 1:]
     probabilities = ops.cast(probabilities, "float32")[..., 1:]
     overlap = ops.sum(targets * probabilities, axis=(1, 2))
     mass = ops.sum(targets, axis=(1, 2))
     dice = 2.0 * overlap / ops.maximum(mass + ops.sum(probabilities, axis=(1, 2)), EPSILON)
-    present = ops.cast(mass >= 1.0, "float32")
+    present = ops.cast(ops.max(targets, axis=(1, 2)) >= 0.5, "float32")
     count = ops.sum(present, axis=-1)
     return ops.where(count > 0, 1.0 - ops.sum(dice * present, axis=-1) / ops.maximum(count, 1.0), 0.0)
 

@@ -66,11 +66,11 @@ def test_segmentation_class_weights_are_opt_in():
 
 
 def _numpy_dice_loss(targets, probabilities):
-    """Per example: 1 - mean Dice over the foreground classes with at least one pixel of target mass."""
+    """Per example: 1 - mean Dice over the foreground classes that some pixel's target gives >= 0.5."""
     values = []
     for t, p in zip(targets, probabilities):
         dices = [2 * (t[..., c] * p[..., c]).sum() / (t[..., c].sum() + p[..., c].sum())
-                 for c in (1, 2) if t[..., c].sum() >= 1]
+                 for c in (1, 2) if t[..., c].max() >= 0.5]
         values.append(1 - np.mean(dices) if dices else 0.0)
     return np.array(values)
 
@@ -94,6 +94,14 @@ def test_dice_term_by_hand_and_against_numpy():
     targets[1] /= targets[1].sum(-1, keepdims=True)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(soft_dice_loss(targets, probabilities)),
                                _numpy_dice_loss(targets, probabilities), rtol=1e-5)
+    # A teacher's lesion floor: 0.04 lesion probability on all 64 pixels (2.6 pixels of mass) but no pixel a
+    # lesion: the lesion term is left out, only the liver's counts.
+    floor = np.stack([np.full((1, 8, 8), 0.36), np.full((1, 8, 8), 0.6), np.full((1, 8, 8), 0.04)], -1)
+    floor = floor.astype("float32")
+    liver_only = 1 - 2 * (floor[..., 1] * probabilities[:1, ..., 1]).sum() / (
+        floor[..., 1].sum() + probabilities[:1, ..., 1].sum())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(soft_dice_loss(floor, probabilities[:1])), [liver_only],
+                               rtol=1e-5)
     # The loss with dice_weight: mean cross-entropy + weight * mean per-example Dice loss.
     loss = SoftCrossEntropy(class_weights=(1, 1, 4), dice_weight=0.5)
     expected = (keras.ops.convert_to_numpy(pixel_cross_entropy(targets, probabilities, (1, 1, 4))).mean()

@@ -10,7 +10,7 @@ import numpy as np
 
 from o2l_tf.errors import InputError
 from o2l_tf.inference import naming
-from o2l_tf.metrics.lits import evaluate_volume, summarize
+from o2l_tf.metrics.lits import SIZE_CLASSES, evaluate_volume, size_class, summarize
 from o2l_tf.nifti import check_3d, check_same_grid, load_image, read_labels
 
 
@@ -64,6 +64,7 @@ def evaluate_case(case: str, prediction_path: str | None, reference_path: str) -
 
 
 DISTANCE_FIELDS = ("dice", "voe", "rvd", "assd", "rmsd", "mssd")
+SIZE_KEYS = ("under_10mm", "10_to_20mm", "over_20mm")  # CSV column suffixes of the diameter classes
 
 
 def case_row(result: dict) -> dict:
@@ -76,7 +77,11 @@ def case_row(result: dict) -> dict:
     reference_burden, predicted_burden = result["burden"]
     row.update(lesions=tp + fn, detected=tp, false_positives=fp, burden_reference=round(reference_burden, 6),
                burden_prediction=round(predicted_burden, 6))
+    for name, key in zip(SIZE_CLASSES, SIZE_KEYS):
+        found = [f for d, f in result.get("lesions", []) if size_class(d) == name]
+        row[f"lesions_{key}"], row[f"detected_{key}"] = len(found), sum(found)
     return row
+
 
 
 def rows_to_csv(rows: list[dict]) -> bytes:
@@ -110,11 +115,13 @@ def format_report(rows: list[dict], summary: dict) -> str:
                        [[organ, f"{100 * s['voe']:.1f}", f"{100 * s['rvd']:+.1f}", f"{s['assd']:.2f}",
                          f"{s['mssd']:.2f}", f"{s['rmsd']:.2f}"] for organ, s in (("liver", liver), ("lesion", lesion))])
     detection = summary["detection"]
+    by_size = ", ".join(f"{name} {entry['found']} of {entry['lesions']}" for name, entry in detection["by_size"].items())
     return "\n\n".join([
         per_case, f"Table I layout ({len(rows)} case(s)):\n" + table_one, distances,
         f"lesion detection (IoU > 0.5): precision {detection['precision']:.3f}, recall {detection['recall']:.3f} "
         f"(TP {detection['tp']}, FP {detection['fp']}, FN {detection['fn']}); tumor burden max error "
-        f"{summary['tumour_burden']['max_error']:.4f}"])
+        f"{summary['tumour_burden']['max_error']:.4f}\nlesions found by diameter: {by_size}; "
+        f"{detection['false_positives_per_case']:.2f} false-positive components per case"])
 
 
 def evaluate_folders(pred_dir: str, ref_dir: str, missing_as_empty: bool = False, log=print):

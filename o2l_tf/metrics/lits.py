@@ -7,7 +7,8 @@
 - Surfaces = mask minus its erosion with the 18-neighbourhood; distances in mm from the header spacing;
   ASSD = mean of both directed distance sets pooled, RMSD = root mean square of the same, MSSD = maximum.
   When either mask is empty: Dice 0, VOE 1, distances = 9001 (the challenge's sentinel).
-- Detection: a reference lesion is found when a predicted component overlaps it with IoU > 0.5.
+- Detection: a reference lesion is found when a predicted component overlaps it with IoU > 0.5; recall is also
+  reported per diameter class (< 10, 10-20, > 20 mm; diameter of the sphere of the component's volume).
 - Tumour burden = lesion voxels / liver voxels; reported as RMSE and max error over volumes.
 """
 
@@ -82,26 +83,55 @@ def overlap_scores(prediction: np.ndarray, reference: np.ndarray, spacing, empty
     return OverlapScores(dice, voe, rvd, assd, rmsd, mssd, intersection, predicted, actual)
 
 
-def detection_counts(prediction: np.ndarray, reference: np.ndarray) -> tuple[int, int, int]:
-    """(TP, FP, FN) of lesion objects: a reference component is found by a predicted one with IoU > 0.5."""
+SIZE_CLASSES = ("< 10 mm", "10-20 mm", "> 20 mm")  # lesion diameter classes of the LiTS analyses
+
+
+def equivalent_diameters(voxels: np.ndarray, spacing) -> np.ndarray:
+    """Diameters (mm) of the spheres with the components' volumes: the size a phantom's lesion was drawn with."""
+    volume_mm3 = np.asarray(voxels, float) * float(np.prod(np.asarray(spacing, float)))
+    return np.cbrt(6.0 * volume_mm3 / np.pi)
+
+
+def size_class(diameter_mm: float) -> str:
+    return SIZE_CLASSES[0] if diameter_mm < 10.0 else SIZE_CLASSES[1] if diameter_mm <= 20.0 else SIZE_CLASSES[2]
+
+
+@dataclass
+class LesionMatches:
+    """Every reference lesion (26-connected component): its voxel count and whether a predicted one found it."""
+
+    reference_voxels: np.ndarray  # (N,) int
+    found: np.ndarray  # (N,) bool: overlapped by a predicted component with IoU > 0.5
+    false_positives: int  # predicted components that found no reference lesion
+
+    def counts(self) -> tuple[int, int, int]:
+        found = int(self.found.sum())
+        return found, self.false_positives, len(self.found) - found
+
+
+def match_lesions(prediction: np.ndarray, reference: np.ndarray) -> LesionMatches:
+    """The LiTS detection rule: a reference component is found by a predicted one with IoU > 0.5."""
     box = bounding_slices(prediction | reference)
     if box is None:
-        return 0, 0, 0
+        return LesionMatches(np.zeros(0, int), np.zeros(0, bool), 0)
     ref_labels, ref_count = ndimage.label(reference[box], TWENTY_SIX)  # components lie inside the box
     pred_labels, pred_count = ndimage.label(prediction[box], TWENTY_SIX)
+    ref_sizes = np.bincount(ref_labels.ravel(), minlength=ref_count + 1)
     if ref_count == 0 or pred_count == 0:
-        return 0, pred_count, ref_count
+        return LesionMatches(ref_sizes[1:], np.zeros(ref_count, bool), pred_count)
     # Overlap matrix from the voxels both masks share.
     both = (ref_labels > 0) & (pred_labels > 0)
     pairs = ref_labels[both].astype(np.int64) * (pred_count + 1) + pred_labels[both]
     overlap = np.bincount(pairs, minlength=(ref_count + 1) * (pred_count + 1)).reshape(ref_count + 1, pred_count + 1)
-    ref_sizes = np.bincount(ref_labels.ravel(), minlength=ref_count + 1)
     pred_sizes = np.bincount(pred_labels.ravel(), minlength=pred_count + 1)
     iou = overlap / np.maximum(ref_sizes[:, None] + pred_sizes[None, :] - overlap, 1)
     matched = iou[1:, 1:] > 0.5  # IoU > 0.5 makes a match one-to-one
-    true_positive = int(matched.any(axis=1).sum())
-    false_positive = int(pred_count - matched.any(axis=0).sum())
-    return true_positive, false_positive, ref_count - true_positive
+    return LesionMatches(ref_sizes[1:], matched.any(axis=1), int(pred_count - matched.any(axis=0).sum()))
+
+
+def detection_counts(prediction: np.ndarray, reference: np.ndarray) -> tuple[int, int, int]:
+    """(TP, FP, FN) of lesion objects (see :func:`match_lesions`)."""
+    return match_lesions(prediction, reference).counts()
 
 
 def tumour_burden(labels: np.ndarray) -> float:
@@ -113,9 +143,24 @@ def evaluate_volume(prediction: np.ndarray, reference: np.ndarray, spacing) -> d
     """Every LiTS score of one case (prediction and reference: label volumes on the same grid)."""
     liver = overlap_scores(prediction >= 1, reference >= 1, spacing)
     lesion = overlap_scores(prediction == 2, reference == 2, spacing, empty_is_perfect=True)
-    tp, fp, fn = detection_counts(prediction == 2, reference == 2)
-    return {"liver": liver, "lesion": lesion, "detection": (tp, fp, fn),
+    matches = match_lesions(prediction == 2, reference == 2)
+    diameters = equivalent_diameters(matches.reference_voxels, spacing)
+    return {"liver": liver, "lesion": lesion, "detection": matches.counts(),
+            "lesions": [(float(d), bool(f)) for d, f in zip(diameters, matches.found)],
             "burden": (tumour_burden(reference), tumour_burden(prediction))}
+
+
+def detection_by_size(cases: list[dict]) -> dict:
+    """Reference lesions and those found, per diameter class, pooled over cases (``evaluate_volume`` results)."""
+    table = {name: {"lesions": 0, "found": 0} for name in SIZE_CLASSES}
+    for case in cases:
+        for diameter, found in case.get("lesions", []):
+            entry = table[size_class(diameter)]
+            entry["lesions"] += 1
+            entry["found"] += int(found)
+    for entry in table.values():
+        entry["recall"] = entry["found"] / entry["lesions"] if entry["lesions"] else None
+    return table
 
 
 def summarize(cases: list[dict]) -> dict:
@@ -136,7 +181,9 @@ def summarize(cases: list[dict]) -> dict:
         }
     tp, fp, fn = (sum(case["detection"][k] for case in cases) for k in range(3))
     summary["detection"] = {"tp": tp, "fp": fp, "fn": fn,
-                            "precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / (tp + fn) if tp + fn else 1.0}
+                            "precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / (tp + fn) if tp + fn else 1.0,
+                            "false_positives_per_case": fp / len(cases) if cases else 0.0,
+                            "by_size": detection_by_size(cases)}
     errors = np.array([ref - pred for ref, pred in (case["burden"] for case in cases)])
     summary["tumour_burden"] = {"rmse": float(np.sqrt(np.mean(errors ** 2))), "max_error": float(np.abs(errors).max())}
     return summary

@@ -66,6 +66,29 @@ def test_detection_counts_with_iou_threshold():
     assert lits.detection_counts(prediction, reference) == (1, 2, 1)
 
 
+def test_detection_by_diameter_class():
+    """Three reference lesions of hand-computed equivalent diameters on 2 x 2 x 2 mm voxels."""
+    spacing = (2.0, 2.0, 2.0)
+    reference = np.zeros((40, 40, 12), bool)
+    reference[2:4, 2:4, 2:4] = True  # 8 voxels = 64 mm3: d = (6 * 64 / pi)^(1/3) = 4.96 mm
+    reference[10:16, 10:16, 2:7] = True  # 180 voxels = 1440 mm3: d = 14.0 mm
+    reference[20:34, 20:34, 1:11] = True  # 1960 voxels = 15680 mm3: d = 31.1 mm
+    prediction = np.zeros_like(reference)
+    prediction[10:16, 10:16, 2:6] = True  # IoU 144 / 180 = 0.8: the medium lesion is found
+    prediction[20:34, 20:34, 1:4] = True  # IoU 0.3: the large one is not
+    matches = lits.match_lesions(prediction, reference)
+    np.testing.assert_allclose(lits.equivalent_diameters(matches.reference_voxels, spacing),
+                               [np.cbrt(6 * v * 8 / np.pi) for v in (8, 180, 1960)])
+    assert list(matches.found) == [False, True, False] and matches.false_positives == 1
+    table = lits.detection_by_size([lits.evaluate_volume(prediction.astype(np.uint8) * 2,
+                                                         reference.astype(np.uint8) * 2, spacing)])
+    assert table == {"< 10 mm": {"lesions": 1, "found": 0, "recall": 0.0},
+                     "10-20 mm": {"lesions": 1, "found": 1, "recall": 1.0},
+                     "> 20 mm": {"lesions": 1, "found": 0, "recall": 0.0}}
+    assert lits.size_class(10.0) == "10-20 mm" and lits.size_class(20.0) == "10-20 mm"
+    assert lits.size_class(9.99) == "< 10 mm" and lits.size_class(20.01) == "> 20 mm"
+
+
 def test_summary_dice_global_per_case_and_burden():
     def case(pred_liver, ref_liver, pred_lesion, ref_lesion):
         shape = (10, 10, 10)
