@@ -252,6 +252,7 @@ def process_case(job: CaseJob) -> dict:
         "slices_with_boxes": int(has_box.sum()),
         "organ_boxes": int(sum(len(b[0]) for b in boxes_by_slice)),
         "lesion_boxes": int(sum(len(b[1]) for b in boxes_by_slice)),
+        "lesion_examples": int(sum(bool(boxes_by_slice[z][1]) for z in selected)),  # for lesion oversampling
         "serialized_bytes": total_bytes,
         "chunks": [chunk.as_list() for chunk in writer.chunks],  # where each example sits in the work file
     }
@@ -434,6 +435,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
         splits[split] = {
             "cases": [e["case_id"] for e in members],
             "examples": sum(e["examples"] for e in members),
+            "lesion_examples": sum(e["lesion_examples"] for e in members),
             "shards": names,
         }
     manifest = {

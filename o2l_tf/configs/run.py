@@ -20,6 +20,7 @@ WEAK_LABELS = ("pseudo", "boxes", "none")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 JIT = ("auto", "on", "off")
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("paper", "poly")  # learning-rate schedules (o2l_tf.training.callbacks.learning_rate_at)
 
 
 @dataclass
@@ -27,7 +28,8 @@ class DataSettings:
     crop_size: int = 320
     scale_range: tuple[float, float] = (0.8, 1.2)
     flip: bool = True
-    foreground_crop: float = 0.0  # share of crops around a lesion (else liver) pixel; the paper crops uniformly
+    foreground_crop: float = 0.0  # share of crops around a random lesion (else liver) box; the paper crops uniformly
+    lesion_slices: float = 0.0  # share of examples drawn from slices with a lesion box; 0: as they come (paper)
     batch_size: int = 2  # global batch, split across replicas
     examples_per_case: int = 6
     shuffle_buffer: int = 512
@@ -41,6 +43,7 @@ class TrainSettings:
     learning_rate: float = 1e-3
     optimizer: str = "sgd"  # the paper's SGD with momentum; "adam" for short schedules
     momentum: float = 0.9
+    lr_schedule: str = "paper"  # paper: constant, then x decay_rate per epoch; poly: nnU-Net's (1 - e/E)^0.9
     decay_start_epoch: int = 0  # 0 = no decay; the student decays x decay_rate per epoch after this epoch
     decay_rate: float = 0.95
     alpha: float = 1.0
@@ -50,6 +53,8 @@ class TrainSettings:
     localization: bool = True
     weak_labels: str = "pseudo"
     validate_every: int = 1
+    # Whole val volumes predicted, post-processed and scored with the LiTS rules every this many epochs (0: never).
+    volume_validation_every: int = 0
     # "last" as nnU-Net: on a small val split the best-lesion-Dice epoch is noise (a demo run exported epoch 1 of 15).
     export_weights: str = "last"
     images_every: int = 10
@@ -77,18 +82,24 @@ class RunConfig:
             raise InputError(f"train.precision must be one of {PRECISIONS}, got {t.precision!r}")
         if t.export_weights not in ("last", "best"):
             raise InputError(f"train.export_weights must be last or best, got {t.export_weights!r}")
+        if t.lr_schedule not in SCHEDULES:
+            raise InputError(f"train.lr_schedule must be one of {SCHEDULES}, got {t.lr_schedule!r}")
         if t.optimizer not in OPTIMIZERS:
             raise InputError(f"train.optimizer must be one of {OPTIMIZERS}, got {t.optimizer!r}")
         if t.jit not in JIT:
             raise InputError(f"train.jit must be one of {JIT}, got {t.jit!r}")
+        if t.volume_validation_every < 0:
+            raise InputError(f"train.volume_validation_every must be 0 (off) or positive, got "
+                             f"{t.volume_validation_every}")
         for name, value in (("train.epochs", t.epochs), ("data.batch_size", d.batch_size),
                             ("data.examples_per_case", d.examples_per_case), ("data.crop_size", d.crop_size)):
             if value < 1:
                 raise InputError(f"{name} must be at least 1, got {value}")
         if not 0 < d.scale_range[0] <= d.scale_range[1]:
             raise InputError(f"data.scale_range must be 0 < low <= high, got {d.scale_range}")
-        if not 0.0 <= d.foreground_crop <= 1.0:
-            raise InputError(f"data.foreground_crop must be in [0, 1], got {d.foreground_crop}")
+        for name, value in (("data.foreground_crop", d.foreground_crop), ("data.lesion_slices", d.lesion_slices)):
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"{name} must be in [0, 1], got {value}")
         if t.dice_weight < 0:
             raise InputError(f"train.dice_weight must be non-negative, got {t.dice_weight}")
         if t.learning_rate <= 0:

@@ -9,6 +9,8 @@ the target (hard or soft label) and both box channels, with stateless random ops
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import tensorflow as tf
 
 from o2l_tf.data import records, schema
@@ -45,30 +47,45 @@ def parse_pseudo_example(serialized) -> dict:
     return example
 
 
-def _crop_corner(target, limit, crop_size: int, seeds, foreground_crop: float):
-    """Top-left corner of the crop: uniform, or -- with probability ``foreground_crop`` -- around a random
-    lesion pixel (else a liver pixel) of the target, so the rare class is seen often (nnU-Net's oversampling)."""
+def _random_box_point(boxes, seed) -> tf.Tensor:
+    """A uniformly chosen box of ``boxes`` (N, 4: x0, y0, x1, y1 inclusive), then a uniform point inside it
+    (float row, column). One box per connected component: small lesions are picked as often as big ones."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    pick = tf.random.stateless_uniform([], seeds[0], 0, tf.maximum(tf.shape(boxes)[0], 1), dtype=tf.int32)
+    box = tf.cast(boxes[pick], tf.float32)
+    return box[:2] + tf.random.stateless_uniform([2], seeds[1]) * (box[2:] - box[:2] + 1.0)
+
+
+def _crop_corner(limit, crop_size: int, seeds, foreground_crop: float, organ_boxes, lesion_boxes, to_crop_frame):
+    """Top-left corner of the crop: uniform, or -- with probability ``foreground_crop`` -- around a point of a
+    uniformly chosen lesion box (else organ box) of the slice, so the rare class is seen often (nnU-Net's
+    foreground oversampling, by object rather than by pixel: picking a random lesion *pixel* let the largest
+    lesion of a slice take almost every crop)."""
     uniform = tf.stack([tf.random.stateless_uniform([], seeds[0], 0, limit[0], dtype=tf.int32),
                         tf.random.stateless_uniform([], seeds[1], 0, limit[1], dtype=tf.int32)])
-    if foreground_crop <= 0:
+    if foreground_crop <= 0 or organ_boxes is None:
         return uniform
-    lesion = tf.where(target[..., 2] > 0.5)
-    pixels = tf.cond(tf.shape(lesion)[0] > 0, lambda: lesion, lambda: tf.where(target[..., 1] > 0.5))
-    count = tf.shape(pixels)[0]
+    lesions = tf.shape(lesion_boxes)[0] > 0
+    boxes = tf.cond(lesions, lambda: lesion_boxes, lambda: organ_boxes)
+    count = tf.shape(boxes)[0]
 
     def around_foreground():
-        pick = tf.random.stateless_uniform([], seeds[2], 0, tf.maximum(count, 1), dtype=tf.int32)
-        # The pixel lands anywhere in the middle half of the crop, not always at its centre.
+        point = to_crop_frame(_random_box_point(boxes, seeds[2]))
+        # The point lands anywhere in the middle half of the crop, not always at its centre.
         jitter = tf.random.stateless_uniform([2], seeds[3], -(crop_size // 4), crop_size // 4 + 1, dtype=tf.int32)
-        corner = tf.cast(pixels[pick], tf.int32) - crop_size // 2 + jitter
+        corner = tf.cast(tf.floor(point), tf.int32) - crop_size // 2 + jitter
         return tf.clip_by_value(corner, 0, limit - 1)
 
     wanted = tf.random.stateless_uniform([], seeds[4], 0.0, 1.0) < foreground_crop
     return tf.cond(tf.logical_and(wanted, count > 0), around_foreground, lambda: uniform)
 
 
-def augment(image, target, boxes, seed, crop_size: int, scale_range, flip: bool, foreground_crop: float = 0.0):
-    """Random scale, crop and flips, identical for image (bilinear) and target/boxes (nearest)."""
+def augment(image, target, boxes, seed, crop_size: int, scale_range, flip: bool, foreground_crop: float = 0.0,
+            organ_boxes=None, lesion_boxes=None):
+    """Random scale, crop and flips, identical for image (bilinear) and target/boxes (nearest).
+
+    ``organ_boxes``/``lesion_boxes`` (N, 4, the record's box lists) place the foreground crops.
+    """
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     seeds = tf.random.experimental.stateless_split(seed, 6)
     scale = tf.random.stateless_uniform([], seeds[0], scale_range[0], scale_range[1])
@@ -86,7 +103,13 @@ def augment(image, target, boxes, seed, crop_size: int, scale_range, flip: bool,
     stack = tf.concat([image, labels], -1)
     limit = tf.shape(stack)[:2] - crop_size + 1
     corner_seeds = tf.random.experimental.stateless_split(seeds[5], 5)
-    corner = _crop_corner(stack[..., image.shape[-1] or 3:], limit, crop_size, corner_seeds, foreground_crop)
+    top_left = tf.cast(tf.stack([pad_h // 2, pad_w // 2]), tf.float32)
+    factors = tf.cast(size, tf.float32) / tf.cast(tf.stack([height, width]), tf.float32)
+
+    def to_crop_frame(point):  # a (row, column) of the record's slice in the scaled, padded frame
+        return (point + 0.5) * factors - 0.5 + top_left
+
+    corner = _crop_corner(limit, crop_size, corner_seeds, foreground_crop, organ_boxes, lesion_boxes, to_crop_frame)
     stack = stack[corner[0]:corner[0] + crop_size, corner[1]:corner[1] + crop_size]
     if flip:
         # One reverse over the drawn axes: a cond per axis around a negative-stride slice took about a third of
@@ -114,15 +137,31 @@ def _files_dataset(files, compression: str, parse, seed) -> tf.data.Dataset:
     return dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def training_dataset(sources: list[tuple[list[str], str, callable, callable, float]], settings, role: str,
-                     localization: bool, steps_per_epoch: int, epoch: int, seed: int, end_epoch: int | None = None):
+class TrainingSource(NamedTuple):
+    """One stream of training examples: a split's shards and how to read its target.
+
+    ``weight``: its share of the examples drawn; ``lesion_examples``: how many of its examples have a lesion box
+    (from the manifest), so that lesion-slice oversampling knows whether there is anything to oversample.
+    """
+
+    files: list[str]
+    compression: str
+    parse: Callable
+    target_of: Callable  # example -> (H, W, 3) target probabilities
+    weight: float
+    name: str = "strong"
+    lesion_examples: int = 0
+
+
+def training_dataset(sources: list[TrainingSource], settings, role: str, localization: bool, steps_per_epoch: int,
+                     epoch: int, seed: int, end_epoch: int | None = None):
     """The batches of epochs ``epoch`` .. ``end_epoch - 1`` (one epoch by default), in order.
 
     Each epoch's batches are a pure function of (seed, epoch), so resuming at epoch k replays nothing, and one
-    dataset can feed a whole ``fit`` call (no per-epoch set-up).
-    ``sources``: (files, compression, parse, target_of(example), weight); several sources are mixed by weight
-    (the student's strong one-hot and weak soft or box targets).
+    dataset can feed a whole ``fit`` call (no per-epoch set-up). Several sources are mixed by weight (the
+    student's strong one-hot and weak soft or box targets).
     """
+    sources = [TrainingSource(*source) for source in sources]
     end_epoch = epoch + 1 if end_epoch is None else end_epoch
     epochs = tf.data.Dataset.range(int(epoch), int(end_epoch)).flat_map(
         lambda e: _epoch_batches(sources, settings, role, localization, steps_per_epoch, e, seed))
@@ -131,29 +170,50 @@ def training_dataset(sources: list[tuple[list[str], str, callable, callable, flo
     return _fit_options(epochs.repeat().prefetch(AUTOTUNE))
 
 
-def _epoch_batches(sources, settings, role: str, localization: bool, steps_per_epoch: int, epoch, seed: int):
+def _has_lesion_box(example) -> tf.Tensor:
+    return tf.shape(example["lesion_boxes"])[0] > 0
+
+
+def _source_streams(source: TrainingSource, settings, epoch_seed):
+    """(stream, weight) pairs of one source: all its examples and, with ``data.lesion_slices`` > 0, a second
+    stream of only its slices with a lesion box, drawn that share of the time (nnU-Net's foreground
+    oversampling, at the level of slices)."""
+    def stream(keep=None):
+        examples = _files_dataset(source.files, source.compression, source.parse, epoch_seed)
+        if keep is not None:
+            examples = examples.filter(keep)
+        examples = examples.repeat().shuffle(settings.shuffle_buffer, seed=epoch_seed)
+        return examples.map(lambda e: (e["image"], source.target_of(e), e["box_channels"], e["organ_boxes"],
+                                       e["lesion_boxes"]), num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    share = settings.lesion_slices if source.lesion_examples > 0 else 0.0  # nothing to oversample otherwise
+    if share <= 0:
+        return [(stream(), source.weight)]
+    if share >= 1:
+        return [(stream(_has_lesion_box), source.weight)]
+    return [(stream(), source.weight * (1.0 - share)), (stream(_has_lesion_box), source.weight * share)]
+
+
+def _epoch_batches(sources: list[TrainingSource], settings, role: str, localization: bool, steps_per_epoch: int,
+                   epoch, seed: int):
     """One epoch's batches; ``epoch`` is an int64 scalar tensor (from the range of epochs)."""
     # tf.data's seeded ops pair their op seed with the graph's seed and compare the pair with (0, 0) in Python,
     # which fails for a tensor op seed when the graph seed is 0 (as after keras.utils.set_random_seed(0)). This
     # function's graph gets a fixed seed of its own, so an epoch's batches depend on (seed, epoch) alone.
     tf.compat.v1.get_default_graph().seed = EPOCH_GRAPH_SEED
     epoch_seed = tf.constant(int(seed) * 100003, tf.int64) + tf.cast(epoch, tf.int64)
-    streams, weights = [], []
-    for files, compression, parse, target_of, weight in sources:
-        stream = _files_dataset(files, compression, parse, epoch_seed).repeat()
-        stream = stream.shuffle(settings.shuffle_buffer, seed=epoch_seed)
-        streams.append(stream.map(lambda e, t=target_of: (e["image"], t(e), e["box_channels"]),
-                                  num_parallel_calls=AUTOTUNE, deterministic=True))
-        weights.append(weight)
+    pairs = [pair for source in sources for pair in _source_streams(source, settings, epoch_seed)]
+    streams, weights = [p[0] for p in pairs], [p[1] for p in pairs]
     mixed = streams[0] if len(streams) == 1 else tf.data.Dataset.sample_from_datasets(
         streams, weights=weights, seed=epoch_seed)
     indexed = mixed.take(steps_per_epoch * settings.batch_size).enumerate()
 
     def augment_one(index, element):
-        image, target, boxes = element
+        image, target, boxes, organ_boxes, lesion_boxes = element
         example_seed = tf.stack([epoch_seed, tf.cast(index, tf.int64)])
         image, target, boxes = augment(image, target, boxes, example_seed, settings.crop_size,
-                                       settings.scale_range, settings.flip, settings.foreground_crop)
+                                       settings.scale_range, settings.flip, settings.foreground_crop,
+                                       organ_boxes, lesion_boxes)
         return to_model_io(role, image, target, boxes, localization)
 
     dataset = indexed.map(augment_one, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from o2l_tf.layers.bias import Conv2D
+
 
 @keras.saving.register_keras_serializable(package="o2l")
 class PixelShuffle(keras.layers.Layer):
@@ -15,7 +17,7 @@ class PixelShuffle(keras.layers.Layer):
         if channels < 1 or factor < 1:
             raise ValueError(f"channels and factor must be >= 1, got channels={channels}, factor={factor}")
         self.channels, self.factor = channels, factor
-        self.conv = keras.layers.Conv2D(channels * factor * factor, 3, padding="same", name="conv")
+        self.conv = Conv2D(channels * factor * factor, 3, padding="same", name="conv")
 
     def build(self, input_shape):
         self.conv.build(input_shape)

@@ -139,10 +139,14 @@ def tumour_burden(labels: np.ndarray) -> float:
     return float(np.count_nonzero(labels == 2)) / liver if liver else 0.0
 
 
-def evaluate_volume(prediction: np.ndarray, reference: np.ndarray, spacing) -> dict:
-    """Every LiTS score of one case (prediction and reference: label volumes on the same grid)."""
-    liver = overlap_scores(prediction >= 1, reference >= 1, spacing)
-    lesion = overlap_scores(prediction == 2, reference == 2, spacing, empty_is_perfect=True)
+def evaluate_volume(prediction: np.ndarray, reference: np.ndarray, spacing, distances: bool = True) -> dict:
+    """Every LiTS score of one case (prediction and reference: label volumes on the same grid).
+
+    ``distances=False`` skips the surface distances (NaN where both masks are non-empty): validation during
+    training needs Dice and detection, and distances to scattered false positives cost seconds.
+    """
+    liver = overlap_scores(prediction >= 1, reference >= 1, spacing, distances=distances)
+    lesion = overlap_scores(prediction == 2, reference == 2, spacing, empty_is_perfect=True, distances=distances)
     matches = match_lesions(prediction == 2, reference == 2)
     diameters = equivalent_diameters(matches.reference_voxels, spacing)
     return {"liver": liver, "lesion": lesion, "detection": matches.counts(),

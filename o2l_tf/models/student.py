@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from o2l_tf.layers import PixelShuffle
+from o2l_tf.layers import Conv2D, PixelShuffle
 from o2l_tf.models.unet import ConfiguredModel, as_config, decode, encode, image_input, segmentation_head
 
 
@@ -29,7 +29,7 @@ class StudentSegmentor(ConfiguredModel):
             decoded[level]) for level in config.branch_scales]
         aggregated = branches[0] if len(branches) == 1 else keras.layers.Concatenate(
             name="localization_concat")(branches)
-        fused = keras.layers.Conv2D(config.localization_channels, 3, padding="same", activation="relu",
+        fused = Conv2D(config.localization_channels, 3, padding="same", activation="relu",
                                     name="localization_fuse")(aggregated)
         localization = segmentation_head(fused, config, name="localization")
         super().__init__(inputs={"image": image}, outputs={"segmentation": segmentation, "localization": localization},

@@ -7,7 +7,7 @@ from typing import Callable
 import keras
 
 from o2l_tf.configs.model import ModelConfig
-from o2l_tf.layers import ConvBlock
+from o2l_tf.layers import Conv2D, Conv2DTranspose, ConvBlock
 
 
 def encoder_filters(config: ModelConfig) -> list[int]:
@@ -35,7 +35,7 @@ def decode(bottleneck, skips, config: ModelConfig, skip_gate: Callable | None = 
     filters = encoder_filters(config)
     x, outputs = bottleneck, {}
     for level in reversed(range(config.depth)):
-        x = keras.layers.Conv2DTranspose(filters[level], 2, strides=2, name=f"upconv_{level}")(x)
+        x = Conv2DTranspose(filters[level], 2, strides=2, name=f"upconv_{level}")(x)
         skip = skips[level] if skip_gate is None else skip_gate(level, skips[level])
         if skip is not None:
             x = keras.layers.Concatenate(name=f"skip_concat_{level}")([x, skip])
@@ -46,7 +46,7 @@ def decode(bottleneck, skips, config: ModelConfig, skip_gate: Callable | None = 
 
 def segmentation_head(features, config: ModelConfig, name: str = "segmentation"):
     """1x1 convolution to class logits and a float32 softmax (safe under mixed precision)."""
-    logits = keras.layers.Conv2D(config.num_classes, 1, name=f"{name}_logits")(features)
+    logits = Conv2D(config.num_classes, 1, name=f"{name}_logits")(features)
     return keras.layers.Activation("softmax", dtype="float32", name=name)(logits)
 
 

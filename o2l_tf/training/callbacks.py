@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from o2l_tf import visualization as viz
+from o2l_tf.configs.run import SCHEDULES
 from o2l_tf.data.schema import PAPER_HU_WINDOW
 from o2l_tf.io_utils import read_json, write_json
 
@@ -19,20 +20,35 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def learning_rate_at(epoch: int, base: float, decay_start: int, rate: float) -> float:
-    """Paper schedule: constant, then x rate per epoch after ``decay_start`` (0 = never)."""
+POLY_EXPONENT = 0.9  # nnU-Net's
+
+
+def learning_rate_at(epoch: int, base: float, decay_start: int, rate: float, schedule: str = "paper",
+                     epochs: int = 0) -> float:
+    """The learning rate of (zero-based) ``epoch``.
+
+    ``paper`` (Sec. IV-B): constant, then x ``rate`` per epoch from ``decay_start`` (0 = never).
+    ``poly`` (nnU-Net, not the paper's): ``base * (1 - epoch / epochs) ** 0.9``, from ``base`` down to almost 0.
+    """
+    if schedule == "poly":
+        if epochs < 1:
+            raise ValueError(f"the poly schedule needs the number of epochs, got {epochs}")
+        return base * (1.0 - epoch / epochs) ** POLY_EXPONENT
+    if schedule != "paper":
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if decay_start <= 0 or epoch < decay_start:
         return base
     return base * rate ** (epoch - decay_start + 1)
 
 
 class EpochLearningRate(keras.callbacks.Callback):
-    def __init__(self, base: float, decay_start: int, rate: float):
+    def __init__(self, base: float, decay_start: int, rate: float, schedule: str = "paper", epochs: int = 0):
         super().__init__()
-        self.base, self.decay_start, self.rate = base, decay_start, rate
+        self.base, self.decay_start, self.rate, self.schedule, self.epochs = base, decay_start, rate, schedule, epochs
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate.assign(learning_rate_at(epoch, self.base, self.decay_start, self.rate))
+        self.model.optimizer.learning_rate.assign(learning_rate_at(epoch, self.base, self.decay_start, self.rate,
+                                                                   self.schedule, self.epochs))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -61,14 +77,16 @@ class NanGuard(keras.callbacks.Callback):
 
 
 class Checkpoints(keras.callbacks.Callback):
-    """``checkpoints/last`` (weights, optimizer state, epoch) every epoch; ``best.weights.h5`` by val lesion Dice.
+    """``checkpoints/last`` (weights, optimizer state, epoch) every epoch; ``best.weights.h5`` by val lesion Dice
+    (of whole volumes when ``by_volume``, else of the val slices).
 
     tf.train.CheckpointManager writes atomically, so a kill -9 at any moment leaves the previous checkpoint whole.
     """
 
     def __init__(self, model_dir: str, checkpoint: tf.train.Checkpoint, epoch_variable: tf.Variable, guard: NanGuard,
-                 chief: bool = True):
+                 chief: bool = True, by_volume: bool = False):
         super().__init__()
+        self.by_volume = by_volume  # best by the whole-volume validation's scores (train.volume_validation_every)
         self.folder = os.path.join(model_dir, "checkpoints")
         self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.folder, "last"), max_to_keep=1)
         self.epoch_variable, self.guard, self.chief = epoch_variable, guard, chief
@@ -84,7 +102,10 @@ class Checkpoints(keras.callbacks.Callback):
         self.epoch_variable.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)  # every worker takes part in a distributed save
         def val(name):
-            return next((float(v) for k, v in (logs or {}).items() if k.startswith("val_") and k.endswith(name)), None)
+            logs_ = logs or {}
+            if self.by_volume:  # whole-volume LiTS Dice per case; epochs not scored so are not candidates
+                return float(logs_["val_volume_" + name]) if "val_volume_" + name in logs_ else None
+            return next((float(v) for k, v in logs_.items() if k.startswith("val_") and k.endswith(name)), None)
 
         # Best by validation lesion Dice; ties (e.g. no lesion found yet) are broken by liver Dice.
         score = (val("lesion_dice"), val("liver_dice"))

@@ -34,9 +34,11 @@ from o2l_tf.models import StudentSegmentor, TeacherAnnotator, UNetBackbone
 from o2l_tf.models.export import export_saved_model
 from o2l_tf.training import callbacks as cb
 from o2l_tf.training import pseudo_labels, strategy as strategies
+from o2l_tf.training.volume_validation import VolumeValidation
 
 CONFIG_FILE = "config.json"
-OURS = ("config.json", "checkpoints", "logs", "teacher.keras", "student.keras", "student_savedmodel", "export.json")
+OURS = ("config.json", "checkpoints", "logs", "teacher.keras", "student.keras", "student_savedmodel", "export.json",
+        "volume_validation.json")
 
 
 def run_record(config: RunConfig, records_dir: str, teacher_dir: str | None) -> dict:
@@ -64,27 +66,45 @@ def prepare_model_dir(model_dir: str, record: dict, overwrite: bool) -> None:
     write_json(path, record)
 
 
-def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: str | None, progress: bool, log):
+def _lesion_examples(manifest: dict, split: str, config: RunConfig, records_dir: str) -> int:
+    count = manifest["splits"][split].get("lesion_examples")
+    if count is None:
+        if config.data.lesion_slices > 0:
+            raise InputError(f"{records_dir}: built by an older o2l without lesion counts, which data.lesion_slices "
+                             "needs; rebuild the records")
+        return 0
+    return int(count)
+
+
+def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: str | None, progress: bool,
+             log) -> tuple[list[pipeline.TrainingSource], int]:
+    """The training streams (strong, and for a student the weak one unless weak_labels=none) and the case count."""
     compression = records.compression(manifest)
     strong = manifest["splits"]["strong"]
-    sources = [(records.split_files(records_dir, "strong", manifest), compression, records.parse_example,
-                lambda e: pipeline.one_hot(e["label"]), float(strong["examples"]))]
+    sources = [pipeline.TrainingSource(
+        records.split_files(records_dir, "strong", manifest), compression, records.parse_example,
+        lambda e: pipeline.one_hot(e["label"]), float(strong["examples"]), "strong",
+        _lesion_examples(manifest, "strong", config, records_dir))]
     cases = len(strong["cases"])
     if config.role == "student" and config.train.weak_labels != "none":
         weak = manifest["splits"]["weak"]
         if not weak["shards"]:
             raise InputError(f"{records_dir}: the weak split is empty; use --weak-labels none")
+        lesion_examples = _lesion_examples(manifest, "weak", config, records_dir)
         if config.train.weak_labels == "pseudo":
             info = pseudo_labels.ensure(records_dir, teacher_dir, progress=progress, log=log)
             files = [os.path.join(records_dir, name) for name in info["shards"]]
-            sources.append((files, compression, pipeline.parse_pseudo_example, lambda e: e["soft_label"],
-                            float(weak["examples"])))
+            sources.append(pipeline.TrainingSource(files, compression, pipeline.parse_pseudo_example,
+                                                   lambda e: e["soft_label"], float(weak["examples"]), "weak",
+                                                   lesion_examples))
         else:  # the naive baseline: the box partition itself as the weak mask
-            sources.append((records.split_files(records_dir, "weak", manifest), compression, records.parse_example,
-                            lambda e: pipeline.box_partition(e["box_channels"]), float(weak["examples"])))
+            sources.append(pipeline.TrainingSource(
+                records.split_files(records_dir, "weak", manifest), compression, records.parse_example,
+                lambda e: pipeline.box_partition(e["box_channels"]), float(weak["examples"]), "weak",
+                lesion_examples))
         cases += len(weak["cases"])
-    total = sum(s[4] for s in sources)
-    return [(f, c, p, t, w / total) for f, c, p, t, w in sources], cases
+    total = sum(s.weight for s in sources)
+    return [s._replace(weight=s.weight / total) for s in sources], cases
 
 
 def build_model(config: RunConfig):
@@ -119,9 +139,9 @@ def _panel_batches(config: RunConfig, records_dir: str, manifest: dict, sources,
     split = "val" if manifest["splits"]["val"]["shards"] else "strong"
     chosen = {split: (records.split_files(records_dir, split, manifest), records.parse_example,
                       lambda e: pipeline.one_hot(e["label"]))}
-    if config.role == "student" and len(sources) > 1:
-        files, _, parse, target_of, _ = sources[1]
-        chosen["weak"] = (files, parse, target_of)
+    weak = [s for s in sources if s.name == "weak"]
+    if config.role == "student" and weak:
+        chosen["weak"] = (weak[0].files, weak[0].parse, weak[0].target_of)
     batches = {}
     for name, (files, parse, target_of) in chosen.items():
         dataset = tf.data.TFRecordDataset(files, compression_type=compression).map(parse)
@@ -141,21 +161,52 @@ def _panel_batches(config: RunConfig, records_dir: str, manifest: dict, sources,
 
 
 def train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None = None,
-          overwrite: bool = False, devices: str | None = None, progress: bool = True, log=print) -> dict:
+          overwrite: bool = False, devices: str | None = None, progress: bool = True, log=print,
+          callbacks: list | None = None) -> dict:
     """Train (or resume) a teacher or a student; returns a summary with the exported files and final metrics.
+
+    ``callbacks``: more Keras callbacks, run before o2l's own at each epoch's end (so that scores they add to
+    the logs reach the progress line, TensorBoard and the best checkpoint), e.g. a ``VolumeValidation`` on
+    training cases for a learning curve.
 
     The run's precision policy is global in Keras; the caller's policy is restored afterwards, so a model built
     later in the same process (o2l demo, the bench) is not silently built in another precision.
     """
     previous = keras.config.dtype_policy()
     try:
-        return _train(config, records_dir, model_dir, teacher_dir, overwrite, devices, progress, log)
+        return _train(config, records_dir, model_dir, teacher_dir, overwrite, devices, progress, log,
+                      list(callbacks or []))
     finally:
         keras.config.set_dtype_policy(previous)
 
 
+def training_predictor(model, role: str, hu_window, multiple: int):
+    """A ``SlicePredictor`` (the code ``o2l predict`` runs) on a model being trained, without the student's
+    localization branch."""
+    from o2l_tf.inference.loading import InferenceModel
+    from o2l_tf.inference.volume import SlicePredictor
+
+    network = model.inference_model() if isinstance(model, StudentSegmentor) else model
+    return SlicePredictor(InferenceModel(network, role, tuple(hu_window), multiple, "(training)"))
+
+
+def _volume_validation(config: RunConfig, records_dir: str, manifest: dict, write_dir: str, first_epoch: int,
+                       hu_window, multiple: int, log):
+    every = config.train.volume_validation_every
+    if not every or not manifest["splits"]["val"]["shards"]:
+        return []
+    from o2l_tf.training import volume_validation as vv
+
+    cases = vv.cases_from_records(records_dir, "val", manifest)
+    log(f"whole-volume validation every {every} epochs on {len(cases)} val case(s)")
+    return [VolumeValidation("val", cases, every, config.train.epochs,
+                             lambda model: training_predictor(model, config.role, hu_window, multiple),
+                             os.path.join(write_dir, vv.HISTORY_FILE), first_epoch,
+                             postprocess=config.role == "student")]
+
+
 def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None, overwrite: bool,
-           devices: str | None, progress: bool, log) -> dict:
+           devices: str | None, progress: bool, log, extra_callbacks: list) -> dict:
     config.validate()
     policy = strategies.set_precision(config.train.precision)
     strategy = strategies.make_strategy(devices)  # first: a cluster strategy must exist before other TF work
@@ -204,8 +255,13 @@ def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str
     guard = cb.NanGuard()
     progress_line = cb.ProgressLine(config.train.epochs, steps * config.data.batch_size, log=log if chief else _quiet)
     callbacks = [cb.EpochLearningRate(config.train.learning_rate, config.train.decay_start_epoch,
-                                      config.train.decay_rate), progress_line,
-                 cb.Checkpoints(write_dir, checkpoint, epoch_variable, guard, chief), guard]
+                                      config.train.decay_rate, config.train.lr_schedule, config.train.epochs)]
+    if chief:  # scores that reach the logs come before the callbacks that read them
+        callbacks += extra_callbacks + _volume_validation(config, records_dir, manifest, write_dir, first_epoch,
+                                                          hu_window, multiple, log)
+    by_volume = any(isinstance(c, VolumeValidation) and c.name == "val" for c in callbacks)
+    callbacks += [progress_line, cb.Checkpoints(write_dir, checkpoint, epoch_variable, guard, chief, by_volume),
+                  guard]
     if chief:
         panels = _panel_batches(config, records_dir, manifest, sources, multiple)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from o2l_tf.configs.run import DataSettings
@@ -48,18 +49,41 @@ def test_foreground_crops_hold_the_lesion_and_stay_aligned():
     image[60:64, 70:74, 0] = 1.0
     boxes = np.zeros((size, size, 2), "float32")
     boxes[60:64, 70:74] = 1
+    lesion_boxes = tf.constant([[60, 70, 63, 73]], tf.int64)  # x0, y0, x1, y1 inclusive: rows, then columns
+    organ_boxes = tf.constant([[60, 70, 63, 73]], tf.int64)
     hits = {}
-    for share in (0.0, 1.0):
-        hits[share] = 0
+    for share, scales in ((0.0, (1.0, 1.0)), (1.0, (1.0, 1.0)), (1.0, (0.8, 1.2))):
+        hits[share, scales] = 0
         for index in range(60):
             out_image, out_target, out_boxes = (t.numpy() for t in pipeline.augment(
-                image, target, boxes, tf.constant([3, index], tf.int64), 32, (1.0, 1.0), True, share))
+                image, target, boxes, tf.constant([3, index], tf.int64), 32, scales, True, share, organ_boxes,
+                lesion_boxes))
             has_lesion = out_target[..., 2] > 0.5
-            np.testing.assert_array_equal(out_image[..., 0] > 0.5, has_lesion)
+            if scales == (1.0, 1.0):
+                np.testing.assert_array_equal(out_image[..., 0] > 0.5, has_lesion)
             np.testing.assert_array_equal(out_boxes[..., 1] > 0.5, has_lesion)
-            hits[share] += bool(has_lesion.any())
-    assert hits[1.0] == 60  # always: the lesion pixel lies in the middle half of the crop
-    assert hits[0.0] < 30  # uniform crops of 32 from 96 rarely contain it (expected ~1/9 of the time)
+            hits[share, scales] += bool(has_lesion.any())
+    assert hits[1.0, (1.0, 1.0)] == 60  # always: the lesion lies in the middle half of the crop
+    assert hits[1.0, (0.8, 1.2)] == 60  # the box is followed through the rescaling
+    assert hits[0.0, (1.0, 1.0)] < 30  # uniform crops of 32 from 96 rarely contain it (expected ~1/9 of the time)
+
+
+def test_foreground_crops_pick_lesions_not_pixels():
+    """A big and a small lesion in one slice: crops go to each about half the time (by pixel: 1 in 65)."""
+    size = 128
+    target = np.zeros((size, size, 3), "float32")
+    target[..., 0] = 1
+    target[8:40, 8:40] = [0, 0, 1]  # 1024 pixels
+    target[110:114, 110:114] = [0, 0, 1]  # 16 pixels
+    image, boxes = np.zeros((size, size, 3), "float32"), np.zeros((size, size, 2), "float32")
+    lesion_boxes = tf.constant([[8, 8, 39, 39], [110, 110, 113, 113]], tf.int64)
+    small = 0
+    for index in range(80):
+        _, out_target, _ = pipeline.augment(image, target, boxes, tf.constant([5, index], tf.int64), 32,
+                                            (1.0, 1.0), False, 1.0, lesion_boxes[:1], lesion_boxes)
+        lesion = out_target.numpy()[..., 2] > 0.5
+        small += bool(lesion.any() and lesion.sum() <= 16)
+    assert 25 <= small <= 55
 
 
 def test_scale_one_without_flips_is_a_plain_crop():
@@ -158,6 +182,33 @@ def test_a_run_of_epochs_is_the_epochs_one_by_one(small_records):
     validation = pipeline.validation_dataset(sources[0][0], "GZIP", settings, "teacher", False, 16)
     for dataset in (pipeline.training_dataset(sources, settings, "teacher", False, 3, 0, 5), validation):
         assert dataset.options().autotune.enabled is False
+
+
+def test_lesion_slices_share_of_examples(small_records):
+    """data.lesion_slices: that share of examples from slices with a lesion box, on top of those drawn anyway."""
+    from o2l_tf.data import records
+
+    manifest = records.load_manifest(small_records)
+    strong = manifest["splits"]["strong"]
+    assert strong["lesion_examples"] == sum(1 for e in records.read_split(small_records, "strong")
+                                            if e["lesion_boxes"].shape[0] > 0)
+    natural = strong["lesion_examples"] / strong["examples"]
+    assert 0 < natural < 0.8
+
+    def lesion_share(share):
+        settings = DataSettings(crop_size=32, batch_size=4, shuffle_buffer=16, lesion_slices=share, scale_range=(1, 1))
+        source = pipeline.TrainingSource(records.split_files(small_records, "strong", manifest), "GZIP",
+                                         records.parse_example, lambda e: pipeline.one_hot(e["label"]), 1.0,
+                                         "strong", strong["lesion_examples"])
+        # Whole slices as crops: the lesion boxes' channel tells which slices were drawn.
+        settings.crop_size = 48
+        batches = pipeline.training_dataset([source], settings, "teacher", False, 50, 0, 1)
+        drawn = [float(inputs["lesion_box"][k].numpy().max()) for inputs, _ in batches.take(50) for k in range(4)]
+        return float(np.mean(drawn))
+
+    assert lesion_share(0.0) == pytest.approx(natural, abs=0.1)
+    assert lesion_share(1.0) == 1.0
+    assert lesion_share(0.5) == pytest.approx(0.5 + 0.5 * natural, abs=0.1)
 
 
 def test_box_partition_of_rasterized_hand_made_boxes():

@@ -79,8 +79,10 @@ def test_bfloat16_model_is_the_same_network_in_bf16(student_run, phantom):
                                          for z in range(hu.shape[2])]).astype(np.float32))
     got = np.moveaxis(got, 0, 2)
     assert got.dtype == np.float32
-    difference = np.abs(got - expected)  # bf16 keeps 8 bits of mantissa through ~20 layers
-    assert np.quantile(difference, 0.999) < 0.02 and difference.max() < 0.1, (np.quantile(difference, 0.999),
+    # bf16 keeps 8 bits of mantissa through ~20 layers; through the logits scaled x300 the 99.9th percentile
+    # was 0.020 on this phantom before its noise became voxel-size consistent and 0.025 after.
+    difference = np.abs(got - expected)
+    assert np.quantile(difference, 0.999) < 0.03 and difference.max() < 0.1, (np.quantile(difference, 0.999),
                                                                              difference.max())
     margin = np.sort(expected, -1)[..., -1] - np.sort(expected, -1)[..., -2]
     decided = margin > 2 * difference.max()
