@@ -53,6 +53,16 @@ SCALES = {
 }
 
 
+def detection_line(summary: dict) -> str:
+    """What the demo sets out to show: held-out lesions of 10 mm and more found, few false positives."""
+    by_size = summary["detection"]["by_size"]
+    found = sum(by_size[k]["found"] for k in ("10-20 mm", "> 20 mm"))
+    total = sum(by_size[k]["lesions"] for k in ("10-20 mm", "> 20 mm"))
+    recall = f"{found / total:.2f}" if total else "-"
+    return (f"held-out lesions of 10 mm or more found: {found} of {total} (recall {recall}); false-positive lesion "
+            f"components per case: {summary['detection']['false_positives_per_case']:.1f}")
+
+
 def _remove_earlier_run(run_dir: str) -> None:
     """An earlier demo's run would be resumed (same configuration), not retrained: the demo trains afresh."""
     if os.path.isfile(os.path.join(run_dir, "config.json")):
@@ -102,6 +112,7 @@ def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) ->
     rows, summary, _ = evaluate_folders(paths["predictions"], paths["test"], log=log)
     atomic_write_bytes(os.path.join(out, "evaluation.csv"), rows_to_csv(rows))
     log(format_report(rows, summary))
+    log(detection_line(summary))
     stage(f"done. TensorBoard: tensorboard --logdir {os.path.join(out, 'runs')}; previews: "
           f"{os.path.join(paths['phantoms'], 'preview.png')}, {os.path.join(out, 'records.png')}, "
           f"{paths['predictions']}/*.png; scores: {os.path.join(out, 'evaluation.csv')}")

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import os
+
 from o2l_tf.reproduce.plan import SCALES, STUDIES
 
 
-def reproduce(out: str, study: str, scale: str = "small", seed: int = 0, progress: bool = True, log=print) -> str:
-    """Train (or resume) every arm the studies need, score them on the test phantoms, write the reports."""
+def reproduce(out: str, study: str, scale: str = "small", seed: int = 0, progress: bool = True, log=print,
+              seeds: list[int] | None = None) -> str:
+    """Train (or resume) every arm the studies need, score them on the test phantoms, write the reports.
+
+    ``seeds``: several independent repetitions (each its own training and held-out cohort, in ``out/seed-N``),
+    then ``out/report.md`` with every score as the mean over seeds and each seed's value.
+    """
     from o2l_tf.errors import InputError
-    from o2l_tf.reproduce.report import write_reports
+    from o2l_tf.reproduce.report import write_reports, write_seed_report
     from o2l_tf.reproduce.runner import Reproduction
 
     if study != "all" and study not in STUDIES:
         raise InputError(f"--study must be one of {', '.join(STUDIES)} or all, got {study!r}")
     studies = list(STUDIES) if study == "all" else [study]
+    if seeds:
+        if len(set(seeds)) != len(seeds) or any(abs(a - b) == 1 for a in seeds for b in seeds):
+            raise InputError(f"--seeds must be distinct and not adjacent (seed S's test phantoms use seed S + 1), "
+                             f"got {', '.join(map(str, seeds))}")
+        by_seed = {}
+        for each in seeds:
+            folder = os.path.join(out, f"seed-{each}")
+            reproduction = Reproduction(folder, scale, each, progress, log)
+            by_seed[each] = reproduction.run(studies)
+            write_reports(folder, studies, by_seed[each],
+                          f"o2l reproduce --study {study} --scale {scale} --seed {each} --out {folder}", scale, each)
+        command = f"o2l reproduce --study {study} --scale {scale} --seeds {' '.join(map(str, seeds))} --out {out}"
+        report = write_seed_report(out, studies, by_seed, command, scale)
+        log(f"done: {out}/report.md")
+        return report
     reproduction = Reproduction(out, scale, seed, progress, log)
     results = reproduction.run(studies)
     command = f"o2l reproduce --study {study} --scale {scale} --seed {seed} --out {out}"
