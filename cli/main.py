@@ -1,12 +1,7 @@
-"""The ``o2l`` command group and its error convention.
-
-Every failure the user can fix ends in one line on stderr, ``o2l <command>: error: <what, where>``,
-and a non-zero exit: 2 for bad input or usage, 1 for anything else.
-"""
+"""The ``o2l`` command group and its console entry point (the error convention is in ``cli.errors``)."""
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 
@@ -15,27 +10,6 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow start-up chatter off the terminal
 
 from o2l_tf import __version__
-
-
-class BadInput(click.ClickException):
-    """A problem with what the user gave us (a file, a folder, an option value): exit code 2."""
-
-    exit_code = 2
-
-
-def reports_bad_input(command):
-    """Turn the library's ValueError / file errors into one-line ``BadInput`` errors."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
-            problem = BadInput(str(error).splitlines()[0] if str(error) else type(error).__name__)
-            problem.ctx = click.get_current_context(silent=True)
-            raise problem from error
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.main import reports_bad_input
+from cli.errors import reports_bad_input
 
 
 @click.command("predict")
@@ -16,6 +16,9 @@ from cli.main import reports_bad_input
               help="Output names: auto = LiTS names for test-volume-N/volume-N inputs, else {name}_seg.nii.gz; "
                    "or a pattern such as '{name}.nii.gz'.")
 @click.option("--no-postprocess", is_flag=True, help="Raw argmax labels (no largest component / hole filling).")
+@click.option("--min-lesion-mm3", type=float,
+              help="Lesion components smaller than this become liver [default: the run's export.json; 0: none, "
+                   "as the paper].")
 @click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
               help="flip: average with a left-right mirrored pass.")
 @click.option("--probabilities", is_flag=True, help="Also write NAME_probabilities (4D uint8, scaled by 1/255).")
@@ -28,14 +31,14 @@ from cli.main import reports_bad_input
                    "else float32.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @reports_bad_input
-def predict(model_path, inputs, out_dir, name_template, no_postprocess, tta, probabilities, preview, box_file,
-            batch_size, hu_window, precision, quiet):
+def predict(model_path, inputs, out_dir, name_template, no_postprocess, min_lesion_mm3, tta, probabilities, preview,
+            box_file, batch_size, hu_window, precision, quiet):
     """Segment liver and lesions in NIfTI volumes (files, folders or globs); outputs on each input's grid."""
     from o2l_tf.inference.predict import PredictOptions, predict_files
 
     options = PredictOptions(batch_size=batch_size, tta=tta == "flip", postprocess=not no_postprocess,
                              probabilities=probabilities, preview=preview, name_template=name_template,
-                             precision=precision)
+                             precision=precision, min_lesion_mm3=min_lesion_mm3)
     results = predict_files(model_path, list(inputs), out_dir, options, box_file=box_file,
                             hu_window=tuple(hu_window) if hu_window else None, progress=not quiet, log=click.echo)
     click.echo(f"done: {len(results)} prediction(s) in {out_dir}")

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from cli.main import reports_bad_input
+from cli.errors import reports_bad_input
 
 
 def _split(text: str) -> tuple[int, int, int]:

@@ -27,13 +27,13 @@ import numpy as np
 from o2l_tf import __version__
 from o2l_tf import fs
 from o2l_tf.data import boxes as box_ops
-from o2l_tf.data import schema, tfrecord_wire
+from o2l_tf.data import box_files, schema, tfrecord_wire
 from o2l_tf.data.tfrecord_wire import Chunk
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json, write_json
 from o2l_tf.nifti import (Reorientation, check_3d, check_same_grid, file_sha256, load_image, read_canonical_hu,
                           read_labels)
-from tfrecords_builder import box_files, sources
+from tfrecords_builder import sources
 
 WORK = ".work"
 MB = 1 << 20

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from o2l_tf.errors import InputError
+
 ATTENTION_VARIANTS = ("o2l", "multichannel", "none")
 
 # How o2l reads the five rows of the paper's Table II (teacher ablation):
@@ -39,19 +41,19 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.depth < 1:
-            raise ValueError(f"depth must be at least 1, got {self.depth}")
+            raise InputError(f"depth must be at least 1, got {self.depth}")
         if self.base_filters < 1:
-            raise ValueError(f"base_filters must be at least 1, got {self.base_filters}")
+            raise InputError(f"base_filters must be at least 1, got {self.base_filters}")
         if self.attention not in ATTENTION_VARIANTS:
-            raise ValueError(f"attention must be one of {ATTENTION_VARIANTS}, got {self.attention!r}")
+            raise InputError(f"attention must be one of {ATTENTION_VARIANTS}, got {self.attention!r}")
         if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+            raise InputError(f"num_classes must be at least 2, got {self.num_classes}")
         if not self.branch_scales or any(not 0 <= s < self.depth for s in self.branch_scales):
-            raise ValueError(f"localization_scales must be in [0, {self.depth - 1}], got {self.localization_scales}")
+            raise InputError(f"localization_scales must be in [0, {self.depth - 1}], got {self.localization_scales}")
         if not 0.0 <= self.norm_momentum < 1.0:
-            raise ValueError(f"norm_momentum must be in [0, 1), got {self.norm_momentum}")
+            raise InputError(f"norm_momentum must be in [0, 1), got {self.norm_momentum}")
         if self.localization_channels < 1:
-            raise ValueError(f"localization_channels must be at least 1, got {self.localization_channels}")
+            raise InputError(f"localization_channels must be at least 1, got {self.localization_channels}")
 
     @property
     def branch_scales(self) -> tuple[int, ...]:
@@ -63,7 +65,7 @@ class ModelConfig:
         multiple = 2 ** self.depth
         for name, size in (("height", height), ("width", width)):
             if size is not None and size % multiple:
-                raise ValueError(f"input {name} {size} is not a multiple of 2**depth = {multiple}")
+                raise InputError(f"input {name} {size} is not a multiple of 2**depth = {multiple}")
 
     def to_dict(self) -> dict:
         values = asdict(self)

@@ -64,11 +64,19 @@ class TrainSettings:
 
 
 @dataclass
+class InferenceSettings:
+    """How ``o2l predict`` post-processes this model's labels (written to the run's export.json)."""
+
+    min_lesion_mm3: float = 0.0  # lesion components smaller than this become liver; 0: the paper's, none
+
+
+@dataclass
 class RunConfig:
     role: str = "teacher"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataSettings = field(default_factory=DataSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
 
     def validate(self) -> None:
         if self.role not in ROLES:
@@ -102,12 +110,14 @@ class RunConfig:
                 raise InputError(f"{name} must be in [0, 1], got {value}")
         if t.dice_weight < 0:
             raise InputError(f"train.dice_weight must be non-negative, got {t.dice_weight}")
+        if self.inference.min_lesion_mm3 < 0:
+            raise InputError(f"inference.min_lesion_mm3 must be non-negative, got {self.inference.min_lesion_mm3}")
         if t.learning_rate <= 0:
             raise InputError(f"train.learning_rate must be positive, got {t.learning_rate}")
 
     def to_dict(self) -> dict:
         return {"role": self.role, "model": self.model.to_dict(), "data": _plain(asdict(self.data)),
-                "train": _plain(asdict(self.train))}
+                "train": _plain(asdict(self.train)), "inference": asdict(self.inference)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -115,7 +125,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
         return cls(role=values["role"], model=ModelConfig.from_dict(values["model"]),
-                   data=_build(DataSettings, values["data"]), train=_build(TrainSettings, values["train"]))
+                   data=_build(DataSettings, values["data"]), train=_build(TrainSettings, values["train"]),
+                   inference=_build(InferenceSettings, values.get("inference", {})))
 
 
 def _plain(values: dict) -> dict:
@@ -165,7 +176,7 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
             raise InputError(f"--set {item!r}: expected section.key=value")
         key, raw = item.split("=", 1)
         section_name, _, name = key.strip().partition(".")
-        sections = {"model": config.model, "data": config.data, "train": config.train}
+        sections = {"model": config.model, "data": config.data, "train": config.train, "inference": config.inference}
         if section_name not in sections or not name:
             raise InputError(f"--set {item!r}: unknown key {key!r}; keys look like model.base_filters, "
                              f"data.crop_size, train.epochs")

@@ -25,6 +25,7 @@ class InferenceModel:
     divisor: int  # input height and width must be multiples of this
     path: str
     precision: str = "float32"  # float32, or bfloat16 (mixed: bf16 convolutions, float32 probabilities)
+    min_lesion_mm3: float = 0.0  # the run's post-processing (export.json); 0: the paper's
 
     @property
     def needs_boxes(self) -> bool:
@@ -111,9 +112,11 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
         raise InputError(f"{file}: not an o2l student or teacher (inputs {sorted(inputs) or network.input})")
     precision = resolve_precision(precision)
     network = in_precision(network, precision)
+    info_path = os.path.join(os.path.dirname(file), EXPORT_INFO)
+    info = read_json(info_path) if gfile.exists(info_path) else {}
     if hu_window is None:
-        info_path = os.path.join(os.path.dirname(file), EXPORT_INFO)
-        info = read_json(info_path) if gfile.exists(info_path) else {}
         hu_window = tuple(info.get("hu_window", PAPER_HU_WINDOW))
+    min_lesion_mm3 = float(info.get("postprocess", {}).get("min_lesion_mm3", 0.0))
     pools = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in network.layers)
-    return InferenceModel(network, role, (float(hu_window[0]), float(hu_window[1])), 2 ** pools, file, precision)
+    return InferenceModel(network, role, (float(hu_window[0]), float(hu_window[1])), 2 ** pools, file, precision,
+                          min_lesion_mm3)

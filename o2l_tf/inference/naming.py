@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 
+from o2l_tf.errors import InputError
+
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 LITS_NAME = re.compile(r"^(?P<test>test-)?(?P<kind>volume|segmentation)-(?P<number>\d+)$")
 SEG_SUFFIX = "_seg"
@@ -40,7 +42,7 @@ def output_name(input_path: str, template: str = "auto") -> str:
         template = DEFAULT_TEMPLATE
     name = template.format(name=stem)
     if not is_nifti(name) or os.sep in name:
-        raise ValueError(f"--name {template!r}: must give a file name ending in .nii or .nii.gz")
+        raise InputError(f"--name {template!r}: must give a file name ending in .nii or .nii.gz")
     return name
 
 

@@ -37,6 +37,7 @@ class PredictOptions:
     preview: bool = False
     name_template: str = "auto"
     precision: str = "auto"  # see loading.resolve_precision
+    min_lesion_mm3: float | None = None  # None: the model's (export.json); 0: no small-lesion removal
 
 
 def collect_inputs(inputs: list[str]) -> list[str]:
@@ -108,7 +109,7 @@ class BoxLookup:
     """Per-slice box channels of one volume for a teacher, from a user box file (file voxel coordinates)."""
 
     def __init__(self, boxes, reorientation: Reorientation, box_file: str, image_path: str):
-        from tfrecords_builder import box_files
+        from o2l_tf.data import box_files
 
         self.slices = box_files.per_slice_boxes(boxes, reorientation, box_file, image_path)
         self.shape = reorientation.canonical_shape[:2]
@@ -141,7 +142,8 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
     if not options.preview:
         del hu  # the HU volume is only needed again for the preview: the label volumes need the room
     if options.postprocess:
-        labels = postprocess(labels, in_place=True)
+        smallest = model.min_lesion_mm3 if options.min_lesion_mm3 is None else options.min_lesion_mm3
+        labels = postprocess(labels, in_place=True, spacing=reorientation.canonical_spacing, min_lesion_mm3=smallest)
     if options.preview:
         preview = viz.volume_preview(hu, labels, reorientation.canonical_spacing)
         del hu
@@ -169,13 +171,15 @@ def predict_files(model_path: str, inputs: list[str], out_dir: str, options: Pre
     """Predict every input; all inputs are checked (readable 3D headers, names, boxes) before any work."""
     if options.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if options.min_lesion_mm3 is not None and options.min_lesion_mm3 < 0:
+        raise InputError(f"--min-lesion-mm3 must be non-negative, got {options.min_lesion_mm3:g}")
     plan = plan_outputs(collect_inputs(inputs), out_dir, options.name_template)
     for path, _ in plan:
         check_3d(load_image(path), path)
     model = load_inference_model(model_path, hu_window, options.precision)
     boxes_by_case = None
     if box_file is not None:
-        from tfrecords_builder.box_files import read_box_file
+        from o2l_tf.data.box_files import read_box_file
 
         boxes_by_case = read_box_file(box_file)
     if model.needs_boxes:
@@ -186,8 +190,10 @@ def predict_files(model_path: str, inputs: list[str], out_dir: str, options: Pre
             raise InputError(f"{box_file}: no boxes for {', '.join(naming.case_id(p) for p in missing[:5])}")
     os.makedirs(out_dir, exist_ok=True)
     predictor = SlicePredictor(model, options.tta)
-    log(f"model {model.path} ({model.role}, {model.precision}, HU window {model.hu_window[0]:g}..{model.hu_window[1]:g}); "
-        f"{len(plan)} volume(s) -> {out_dir}")
+    smallest = model.min_lesion_mm3 if options.min_lesion_mm3 is None else options.min_lesion_mm3
+    removal = f", lesions under {smallest:g} mm3 removed" if options.postprocess and smallest > 0 else ""
+    log(f"model {model.path} ({model.role}, {model.precision}, HU window {model.hu_window[0]:g}..{model.hu_window[1]:g}"
+        f"{removal}); {len(plan)} volume(s) -> {out_dir}")
     results = []
     for number, (path, output) in enumerate(plan, start=1):
         user_boxes = boxes_by_case.get(naming.case_id(path)) if boxes_by_case and model.needs_boxes else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from o2l_tf.configs.model import TABLE_II
+from o2l_tf.errors import InputError
 
 STUDIES = ("table2", "table1", "ratios", "perturbation")
 RATIOS = ((10, 80), (30, 60), (50, 40), (70, 20), (90, 0))  # strong:weak %, 10 % validation (Fig. 10)
@@ -128,7 +129,7 @@ def study_rows(study: str) -> list[Row]:
     if study == "perturbation":  # Sec. IV-F
         return [Row("unperturbed boxes", METHOD, (92.8, 93.1, 76.5, 60.0)),
                 Row("perturbed weak boxes (Sec. IV-F)", "student-30-60-perturbed", (92.5, 92.2, 76.5, 59.6))]
-    raise ValueError(f"unknown study {study!r}; expected one of {', '.join(STUDIES)} or all")
+    raise InputError(f"unknown study {study!r}; expected one of {', '.join(STUDIES)} or all")
 
 
 def arms_for(studies: list[str]) -> list[Arm]:

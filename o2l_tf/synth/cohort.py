@@ -11,6 +11,7 @@ import numpy as np
 
 from o2l_tf import __version__
 from o2l_tf import visualization as viz
+from o2l_tf.errors import InputError
 from o2l_tf.io_utils import atomic_write_bytes, reproducible_gzip
 from o2l_tf.synth.phantom import Phantom, generate_phantom
 
@@ -31,16 +32,16 @@ class CohortSpec:
 
     def validate(self) -> None:
         if self.cases < 1:
-            raise ValueError(f"--cases must be at least 1, got {self.cases}")
+            raise InputError(f"--cases must be at least 1, got {self.cases}")
         if self.size < 32:
-            raise ValueError(f"--size must be at least 32 pixels, got {self.size}")
+            raise InputError(f"--size must be at least 32 pixels, got {self.size}")
         low, high = self.slices
         if not 1 <= low <= high:
-            raise ValueError(f"--slices must be LOW:HIGH with 1 <= LOW <= HIGH, got {low}:{high}")
+            raise InputError(f"--slices must be LOW:HIGH with 1 <= LOW <= HIGH, got {low}:{high}")
         if self.layout not in LAYOUTS:
-            raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+            raise InputError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.layout == "msd" and not self.gzip:
-            raise ValueError("the MSD layout stores .nii.gz files; drop --no-gzip or use --layout lits")
+            raise InputError("the MSD layout stores .nii.gz files; drop --no-gzip or use --layout lits")
 
     def paths(self, index: int) -> tuple[str, str]:
         """Relative (image, label) paths of case ``index``."""
@@ -104,11 +105,11 @@ def write_cohort(out_dir: str, spec: CohortSpec, workers: int = 1, preview: bool
     """
     spec.validate()
     if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise InputError(f"--workers must be at least 1, got {workers}")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir}: output folder is not empty (pass --overwrite to replace a cohort)")
+        raise InputError(f"{out_dir}: output folder is not empty (pass --overwrite to replace a cohort)")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise FileExistsError(f"{out_dir}: exists and is not a folder")
+        raise InputError(f"{out_dir}: exists and is not a folder")
     os.makedirs(out_dir, exist_ok=True)
     marker = os.path.join(out_dir, "phantoms.json")
     if os.path.exists(marker):

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import asdict
 
 import keras
 import numpy as np
@@ -202,7 +203,8 @@ def _volume_validation(config: RunConfig, records_dir: str, manifest: dict, writ
     return [VolumeValidation("val", cases, every, config.train.epochs,
                              lambda model: training_predictor(model, config.role, hu_window, multiple),
                              os.path.join(write_dir, vv.HISTORY_FILE), first_epoch,
-                             postprocess=config.role == "student")]
+                             postprocess=config.role == "student",
+                             min_lesion_mm3=config.inference.min_lesion_mm3)]
 
 
 def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None, overwrite: bool,
@@ -331,5 +333,6 @@ def export(model, config: RunConfig, model_dir: str, hu_window) -> dict:
         files += [path, saved]
     # predict reads the HU window here: the .keras file holds the network, not how its inputs were scaled.
     write_json(os.path.join(model_dir, "export.json"), {"source": source, "files": [os.path.basename(f) for f in files],
-                                                        "hu_window": [float(v) for v in hu_window]})
+                                                        "hu_window": [float(v) for v in hu_window],
+                                                        "postprocess": asdict(config.inference)})
     return {"exported": files, "export_source": source}

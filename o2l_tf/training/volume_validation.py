@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json, write_json
 from o2l_tf.metrics import lits
 
@@ -57,7 +58,7 @@ def cases_from_records(records_dir: str, split: str = "val", manifest: dict | No
         seen[case.case_id][k] = True
     for case_id, found in seen.items():
         if not found.all():
-            raise ValueError(f"{records_dir}: {split} case {case_id} lacks slices {np.flatnonzero(~found)[:5].tolist()}"
+            raise InputError(f"{records_dir}: {split} case {case_id} lacks slices {np.flatnonzero(~found)[:5].tolist()}"
                              " (whole-volume validation needs every slice)")
     return [cases[c] for c in wanted]
 
@@ -80,7 +81,8 @@ def cases_from_nifti(pairs: list[tuple[str, str]]) -> list[ValidationCase]:
     return cases
 
 
-def score_cases(predictor, cases: list[ValidationCase], batch_size: int = 4, postprocess: bool = True):
+def score_cases(predictor, cases: list[ValidationCase], batch_size: int = 4, postprocess: bool = True,
+                min_lesion_mm3: float = 0.0):
     """(per-case LiTS results, dataset summary) of ``predictor`` (a ``SlicePredictor``) on ``cases``."""
     from o2l_tf.inference.postprocess import postprocess as paper_postprocess
     from o2l_tf.inference.volume import predict_volume
@@ -90,7 +92,7 @@ def score_cases(predictor, cases: list[ValidationCase], batch_size: int = 4, pos
         boxes = (lambda z, c=case: c.boxes[:, :, z]) if predictor.model.needs_boxes else None
         labels, _ = predict_volume(predictor, case.hu, batch_size, boxes)
         if postprocess:
-            labels = paper_postprocess(labels, in_place=True)
+            labels = paper_postprocess(labels, in_place=True, spacing=case.spacing, min_lesion_mm3=min_lesion_mm3)
         results.append({"case": case.case_id, **lits.evaluate_volume(labels, case.label, case.spacing,
                                                                      distances=False)})
     return results, lits.summarize(results)
@@ -118,12 +120,14 @@ class VolumeValidation(keras.callbacks.Callback):
     """
 
     def __init__(self, name: str, cases: list[ValidationCase], every: int, last_epoch: int, make_predictor,
-                 history_path: str | None, first_epoch: int = 0, postprocess: bool = True):
+                 history_path: str | None, first_epoch: int = 0, postprocess: bool = True,
+                 min_lesion_mm3: float = 0.0):
         super().__init__()
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
         self.name, self.cases, self.every, self.last_epoch = name, cases, every, last_epoch
         self.make_predictor, self.history_path, self.postprocess = make_predictor, history_path, postprocess
+        self.min_lesion_mm3 = min_lesion_mm3
         self.prefix = "val_volume_" if name == "val" else f"{name}_volume_"
         self.predictor = None
         self.history: list[dict] = []
@@ -137,7 +141,8 @@ class VolumeValidation(keras.callbacks.Callback):
             return
         if self.predictor is None:
             self.predictor = self.make_predictor(self.model)
-        results, summary = score_cases(self.predictor, self.cases, postprocess=self.postprocess)
+        results, summary = score_cases(self.predictor, self.cases, postprocess=self.postprocess,
+                                       min_lesion_mm3=self.min_lesion_mm3)
         scores = headline(summary)
         if logs is not None:
             logs.update({self.prefix + key: value for key, value in scores.items()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from o2l_tf.inference.postprocess import fill_axial_holes, postprocess
 
@@ -78,3 +79,21 @@ def test_in_place_gives_the_same_labels_and_more_components_than_uint16_holds():
     result = postprocess(many, in_place=True)
     assert result is many
     assert np.count_nonzero(result) == 30 * 30 * 10 and result[100:130, 100:130, 10:20].min() == 1
+
+
+def test_small_lesion_components_become_liver_by_volume_in_mm3():
+    from o2l_tf.inference.postprocess import remove_small_lesions
+
+    labels = np.zeros((20, 20, 6), np.uint8)
+    labels[2:18, 2:18, :] = 1
+    labels[3:5, 3:5, 1:3] = 2  # 8 voxels of 2 x 2 x 3 mm = 96 mm3
+    labels[10:14, 10:14, 1:4] = 2  # 48 voxels = 576 mm3
+    labels[6, 15, 4] = 2  # 1 voxel = 12 mm3
+    kept = postprocess(labels, spacing=(2.0, 2.0, 3.0), min_lesion_mm3=100.0)
+    assert np.count_nonzero(kept == 2) == 48 and np.all(kept[10:14, 10:14, 1:4] == 2)
+    assert np.count_nonzero(kept >= 1) == np.count_nonzero(labels >= 1)  # removed lesions stay liver
+    # 96 mm3 is kept at a threshold of 96 (strictly smaller components go) and the default removes nothing.
+    assert np.count_nonzero(remove_small_lesions(labels.copy(), (2.0, 2.0, 3.0), 96.0) == 2) == 56
+    np.testing.assert_array_equal(postprocess(labels), postprocess(labels, spacing=(2.0, 2.0, 3.0)))
+    with pytest.raises(ValueError, match="spacing"):
+        postprocess(labels, min_lesion_mm3=10.0)

@@ -277,3 +277,41 @@ def test_a_teacher_predicts_with_a_box_file_and_refuses_without(tmp_path, saved,
     without_boxes = direct_probabilities(network, np.rint(canonical["hu"]).astype(np.int16), (-200.0, 250.0), 4,
                                          0 * canonical["organ"], 0 * canonical["lesion"])
     assert (without_boxes.argmax(-1) != expected.argmax(-1)).any()  # the boxes reached the network
+
+
+def test_small_lesion_removal_comes_from_the_run_and_the_option_overrides_it(student_run, saved, tmp_path, capsys):
+    """export.json's postprocess.min_lesion_mm3 reaches o2l predict; --min-lesion-mm3 0 turns it off."""
+    import json
+    import shutil
+
+    from scipy import ndimage
+
+    from o2l_tf.inference.postprocess import postprocess
+
+    volume = saved("RAS")
+    run = tmp_path / "run"
+    shutil.copytree(student_run, run)
+    plain = tmp_path / "plain"
+    predict_files(str(run), [volume], str(plain), PredictOptions(precision="float32"), progress=False,
+                  log=lambda *_: None)
+    labels = np.asarray(nib.load(next(str(p) for p in plain.iterdir())).dataobj)
+    components, count = ndimage.label(labels == 2, np.ones((3, 3, 3)))
+    assert count >= 1  # the random network predicts lesion voxels: the test means something
+    voxel_mm3 = float(np.prod(nib.load(volume).header.get_zooms()[:3]))
+    sizes = np.sort(np.bincount(components.ravel())[1:]) * voxel_mm3
+    threshold = float(sizes[-1]) * 1.01  # every lesion component is smaller: all become liver
+    info = json.loads((run / "export.json").read_text())
+    (run / "export.json").write_text(json.dumps({**info, "postprocess": {"min_lesion_mm3": threshold}}))
+    for option, out in ((None, "from_run"), (0.0, "off")):
+        predict_files(str(run), [volume], str(tmp_path / out), PredictOptions(precision="float32",
+                                                                             min_lesion_mm3=option),
+                      progress=False, log=lambda *_: None)
+    from_run = np.asarray(nib.load(next(str(p) for p in (tmp_path / "from_run").iterdir())).dataobj)
+    off = np.asarray(nib.load(next(str(p) for p in (tmp_path / "off").iterdir())).dataobj)
+    np.testing.assert_array_equal(off, labels)
+    spacing = nib.load(volume).header.get_zooms()[:3]
+    np.testing.assert_array_equal(from_run, postprocess(labels, spacing=spacing, min_lesion_mm3=threshold))
+    assert np.count_nonzero(from_run == 2) == 0
+    assert np.count_nonzero(from_run >= 1) == np.count_nonzero(labels >= 1)
+    expect_one_line_error(capsys, ["predict", "--model", str(run), volume, "-o", str(tmp_path / "bad"),
+                                   "--min-lesion-mm3", "-1"], "min-lesion-mm3")
