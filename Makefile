@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.o2l-installed
 DEMO_DIR ?= demo
 
-.PHONY: demo test bench reproduce clean
+.PHONY: demo demo-full test bench reproduce clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(INSTALLED)
 	@# synth -> build-records -> teacher -> pseudo-labels + student -> held-out phantoms -> predict -> evaluate
 	@# (o2l_tf/demo.py; the same library calls as the separate commands, listed in the README)
 	$(BIN)/o2l demo --out $(DEMO_DIR)
+
+demo-full: $(INSTALLED)
+	@# the same pipeline with the converged recipe (preset converge, 80 phantoms): about an hour on 2 CPU cores
+	$(BIN)/o2l demo --out $(DEMO_DIR)-full --scale full
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
@@ -31,4 +35,4 @@ reproduce: $(INSTALLED)
 	$(BIN)/o2l reproduce --study all --scale medium --out reproduce-medium
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) reproduce-medium .pytest_cache *.egg-info
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_DIR)-full reproduce-medium reproduce-converge .pytest_cache *.egg-info

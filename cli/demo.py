@@ -10,8 +10,9 @@ from cli.errors import reports_bad_input
 @click.command("demo")
 @click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for every output (an earlier demo there is replaced).")
-@click.option("--scale", type=click.Choice(["demo", "test"]), default="demo", show_default=True,
-              help="demo: ~8 min on 2 CPU cores; test: tiny phantoms and the test preset (the test suite's).")
+@click.option("--scale", type=click.Choice(["demo", "full", "test"]), default="demo", show_default=True,
+              help="demo: minutes on 2 CPU cores (make demo); full: the converged recipe (make demo-full, about "
+                   "an hour); test: tiny phantoms and the test preset (the test suite's).")
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines and results are still printed).")
 @reports_bad_input
 def demo(out, scale, quiet):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.errors import BadInput, reports_bad_input
+from o2l_tf.configs.run import PRESETS
 
 
 @click.command("train")
@@ -12,7 +13,9 @@ from cli.errors import BadInput, reports_bad_input
 @click.option("--records", "records_dir", required=True, type=click.Path(), help="Output of o2l build-records.")
 @click.option("--model-dir", required=True, type=click.Path(file_okay=False), help="Run folder (resumed if it exists).")
 @click.option("--teacher", "teacher_dir", type=click.Path(), help="Teacher run folder (student: makes pseudo-labels).")
-@click.option("--preset", type=click.Choice(["paper", "demo", "test"]), default="paper", show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", show_default=True,
+              help="paper: Sec. IV-B; demo: make demo (minutes on a CPU); converge: the same recipe to convergence; "
+                   "test: seconds.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a setting, e.g. --set train.epochs=10 --set model.base_filters=16 (repeatable).")
 @click.option("--weak-labels", type=click.Choice(["pseudo", "boxes", "none"]),

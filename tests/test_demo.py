@@ -37,30 +37,24 @@ def test_demo_runs_every_stage_and_reports(tmp_path, capsys):
         assert list(csv.DictReader(stream)) == rows  # and, seeded, gets the same result
 
 
-def test_every_demo_scale_overrides_valid_settings():
+def test_every_demo_scale_trains_its_preset_exactly():
+    """`o2l train --preset demo` with no --set trains what make demo trains (and likewise for demo-full)."""
+    from o2l_tf.configs.run import preset
     from o2l_tf.demo import SCALES
 
+    assert (SCALES["demo"].preset, SCALES["full"].preset) == ("demo", "converge")
     for name, plan in SCALES.items():
         for role in ("teacher", "student"):
             config = plan.run_config(role)  # what run_demo trains
-            config.validate()  # a typo'd or out-of-range override fails here, not minutes into a demo
-            assert config.role == role and config.train.decay_start_epoch < config.train.epochs, (name, role)
-    student, teacher = SCALES["demo"].run_config("student"), SCALES["demo"].run_config("teacher")
-    # the overrides reached each role
-    assert (student.train.epochs, student.train.dice_weight, student.model.localization_channels) == (90, 1.0, 4)
-    assert student.train.precision == "auto" and teacher.train.precision == "float32"
-    assert student.train.segmentation_weights == (1.0, 1.0, 8.0)
-    assert (teacher.train.epochs, teacher.train.decay_rate) == (15, 0.7)
+            config.validate()
+            assert config.to_dict() == preset(plan.preset, role).to_dict(), (name, role)
+    paper = preset("paper", "student")  # every departure of the recipe is off in the paper's preset
+    assert (paper.train.optimizer, paper.train.lr_schedule, paper.train.dice_weight) == ("sgd", "paper", 0.0)
+    assert (paper.data.foreground_crop, paper.data.lesion_slices, paper.inference.min_lesion_mm3) == (0.0, 0.0, 0.0)
+    assert paper.train.segmentation_weights == (1.0, 1.0, 1.0) and paper.train.precision == "float32"
 
 
-def test_readme_lists_the_demo_overrides():
-    """The README's command list is what `make demo` does: each override appears there as --set."""
-    from o2l_tf.demo import SCALES
-
+def test_readme_demo_commands_use_the_preset_without_overrides():
     readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md")).read()
     block = readme[readme.index("o2l synth demo/phantoms"):readme.index("o2l synth demo/test")]
-    teacher, student = block.split("o2l train --role student")
-    plan = SCALES["demo"]
-    for text, overrides in ((teacher, plan.teacher_overrides), (student, plan.student_overrides)):
-        listed = [word for word in text.replace("\\", " ").split() if "=" in word and "." in word.split("=")[0]]
-        assert sorted(listed) == sorted(overrides)
+    assert block.count("--preset demo") == 2 and "--set" not in block

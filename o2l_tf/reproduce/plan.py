@@ -30,8 +30,11 @@ class Scale:
 SCALES = {
     # Minutes on 2 CPU cores: the test suite's phantoms and preset (2 epochs): checks the machinery, not the method.
     "small": Scale(cases=10, size=48, slices=(12, 16), test_cases=2, preset="test"),
-    # About an hour on 2 CPU cores: the demo's phantoms and preset.
-    "medium": Scale(cases=10, size=192, slices=(48, 64), test_cases=4, preset="demo"),
+    # About two hours on 2 CPU cores: the demo's phantoms and preset.
+    "medium": Scale(cases=40, size=192, slices=(48, 64), test_cases=10, preset="demo"),
+    # The recipe trained to convergence (preset converge: four times the demo student's steps), 80 training
+    # phantoms, 20 held-out ones: several CPU hours per seed (docs/results/converge/).
+    "converge": Scale(cases=80, size=192, slices=(48, 64), test_cases=20, preset="converge"),
     # The paper's sizes (131 training cases, full 512 x 512 slices, 1500/4000 epochs, SGD): for GPUs, days.
     "paper": Scale(cases=131, size=512, slices=(74, 300), test_cases=70, preset="paper"),
 }

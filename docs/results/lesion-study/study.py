@@ -66,6 +66,7 @@ class Experiment:
     phantoms: str = "current"  # "code": rendered by the experiment's code; "current": by the working tree
     every: int = 15  # score the volumes every this many epochs (and at the last)
     dev_cases: int = 8  # development cohort size (its first 8 cases are the same whatever the size)
+    preset: str | None = None  # train this o2l preset as it is (plus the overrides), not the pinned old one
     batch_statistics: bool = False  # also score the final student with BatchNorm batch statistics
 
 
@@ -140,6 +141,17 @@ EXPERIMENTS += [
     Experiment("r-4x", "recipe", "four times the steps (9,720)", dev_cases=16, every=60,
                student=FULL + RECIPE + BF16 + _epochs(36, 3, steps=9720)),
 ]
+# Third round: the presets this study led to, as they ship (mixed 30:60:10, the method), on the 16 development
+# cases: demo (make demo) and converge (make demo-full, o2l reproduce --scale converge) with its full supervision.
+EXPERIMENTS += [
+    Experiment("demo-preset", "presets", "o2l train --preset demo (teacher and student), 40 phantoms",
+               split=(30, 60, 10), teacher=(), preset="demo", dev_cases=16, every=30),
+    Experiment("converge-preset", "presets", "o2l train --preset converge, 80 phantoms", cases=80,
+               split=(30, 60, 10), teacher=(), preset="converge", dev_cases=16, every=60),
+    Experiment("converge-preset-full", "presets", "the converge student in full supervision (90:0:10)", cases=80,
+               preset="converge", dev_cases=16, every=60,
+               student=("train.weak_labels=none", "train.localization=false")),
+]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 
@@ -204,9 +216,11 @@ def _dev_pairs(dev: str) -> list[tuple[str, str]]:
     return [(os.path.join(dev, n), os.path.join(dev, n.replace("volume-", "segmentation-"))) for n in names]
 
 
-def _config(role: str, overrides: tuple[str, ...]):
+def _config(role: str, overrides: tuple[str, ...], preset_name: str | None = None):
     from o2l_tf.configs.run import apply_overrides, preset
 
+    if preset_name is not None:
+        return apply_overrides(preset(preset_name, role), list(overrides))
     return apply_overrides(preset("demo", role), list(OLD_PRESET + OLD_PRESET_ROLE[role] + overrides + CURVES))
 
 
@@ -215,7 +229,7 @@ def _teacher_key(exp: Experiment) -> str:
         return "noteacher"
     import hashlib
 
-    return "t" + hashlib.sha256(json.dumps(list(exp.teacher)).encode()).hexdigest()[:8]
+    return "t" + hashlib.sha256(json.dumps([exp.preset, *exp.teacher]).encode()).hexdigest()[:8]
 
 
 def pseudo_label_quality(records_dir: str) -> dict:
@@ -306,7 +320,8 @@ def run_experiment(work: str, exp: Experiment) -> dict:
         if not os.path.exists(os.path.join(teacher_dir, "export.json")):
             t0 = time.time()
             if exp.code == "current":
-                train(_config("teacher", exp.teacher), records_dir, teacher_dir, overwrite=True, progress=False,
+                train(_config("teacher", exp.teacher, exp.preset), records_dir, teacher_dir, overwrite=True,
+                      progress=False,
                       log=lambda line: log("  teacher " + line))
             else:
                 _o2l(work, exp.code, ["train", "--role", "teacher", "--records", records_dir, "--model-dir",
@@ -314,7 +329,7 @@ def run_experiment(work: str, exp: Experiment) -> dict:
                                       "--overwrite", "--quiet"])
             timings["teacher_seconds"] = round(time.time() - t0, 1)
     student_dir = os.path.join(run, "student")
-    config = _config("student", exp.student)
+    config = _config("student", exp.student, exp.preset)
     t0 = time.time()
     if exp.code == "current":
         from o2l_tf.data import records as rec
