@@ -140,6 +140,11 @@ EXPERIMENTS += [
                student=FULL + RECIPE + BF16 + _epochs(72, 2)),
     Experiment("r-4x", "recipe", "four times the steps (9,720)", dev_cases=16, every=60,
                student=FULL + RECIPE + BF16 + _epochs(36, 3, steps=9720)),
+    Experiment("r-less-oversampling", "recipe", "a third of the crops at lesions, a quarter of the slices",
+               dev_cases=16, student=FULL + RECIPE + BF16 + ("data.foreground_crop=0.33", "data.lesion_slices=0.25")
+               + _epochs(36, 3)),
+    Experiment("r-dice-half", "recipe", "Dice term weighted 0.5", dev_cases=16,
+               student=FULL + RECIPE + BF16 + ("train.dice_weight=0.5",) + _epochs(36, 3)),
 ]
 # Third round: the presets this study led to, as they ship (mixed 30:60:10, the method), on the 16 development
 # cases: demo (make demo) and converge (make demo-full, o2l reproduce --scale converge) with its full supervision.
