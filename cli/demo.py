@@ -18,5 +18,6 @@ from cli.errors import reports_bad_input
 def demo(out, scale, quiet):
     """Synthesise phantoms, build records, train teacher and student, predict held-out phantoms, evaluate."""
     from o2l_tf.demo import run_demo
+    from tfrecords_builder.build import build_phantom_records
 
-    run_demo(out, scale, progress=not quiet, log=click.echo)
+    run_demo(out, build_phantom_records, scale, progress=not quiet, log=click.echo)

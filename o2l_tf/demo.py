@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from o2l_tf import visualization as viz
 from o2l_tf.configs.run import RunConfig, preset
+from o2l_tf.data.records_builder import RecordsBuilder
 from o2l_tf.io_utils import atomic_write_bytes
 
 
@@ -58,14 +59,18 @@ def _remove_earlier_run(run_dir: str) -> None:
         shutil.rmtree(run_dir)
 
 
-def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) -> dict:
-    """Run every stage into ``out`` (replacing an earlier demo there); returns the evaluation summary."""
+def run_demo(out: str, build_records: RecordsBuilder, scale: str = "demo", progress: bool = True,
+             log=print) -> dict:
+    """Run every stage into ``out`` (replacing an earlier demo there); returns the evaluation summary.
+
+    ``build_records``: the NIfTI-to-records step (``tfrecords_builder.build.build_phantom_records``), passed in
+    because the builder stands on this library, not the other way round.
+    """
     from o2l_tf.data import inspect
     from o2l_tf.inference.predict import PredictOptions, predict_files
     from o2l_tf.metrics.evaluation import evaluate_folders, format_report, rows_to_csv
     from o2l_tf.synth.cohort import CohortSpec, write_cohort
     from o2l_tf.training.run import train
-    from tfrecords_builder.build import BuildConfig, build_records
 
     plan = SCALES[scale]
     workers = max(1, min(os.cpu_count() or 1, plan.cases))
@@ -80,8 +85,8 @@ def run_demo(out: str, scale: str = "demo", progress: bool = True, log=print) ->
     write_cohort(paths["phantoms"], CohortSpec(plan.cases, plan.size, plan.slices, seed=0), workers=workers,
                  preview=True, overwrite=True, progress=progress)
     stage(f"build-records: split {':'.join(map(str, plan.split))} -> {paths['records']}")
-    build_records(BuildConfig(data=paths["phantoms"], split=plan.split, seed=plan.split_seed), paths["records"],
-                  workers=workers, overwrite=True, progress=progress)
+    build_records(paths["phantoms"], paths["records"], plan.split, seed=plan.split_seed, workers=workers,
+                  progress=progress)
     log("\n".join(inspect.summary_lines(paths["records"])))
     viz.write_png(os.path.join(out, "records.png"), inspect.render_records(paths["records"]))
     stage(f"train teacher (preset {plan.preset}) -> {teacher_dir}")

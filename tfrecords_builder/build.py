@@ -373,6 +373,14 @@ def _resolve_cases(config: BuildConfig) -> tuple[str, list[sources.CaseSource]]:
     return sources.discover(config.data, config.layout)
 
 
+def build_phantom_records(data: str, out: str, split: tuple[int, int, int], seed: int = 0,
+                          perturb_boxes: bool = False, workers: int = 1, progress: bool = True) -> dict:
+    """Records of a phantom cohort folder with default settings, replacing an earlier build in ``out``: the
+    ``RecordsBuilder`` that ``o2l demo`` and ``o2l reproduce`` are given (o2l_tf never imports this package)."""
+    return build_records(BuildConfig(data=data, split=tuple(split), seed=seed, perturb_boxes=perturb_boxes), out,
+                         workers=workers, overwrite=True, progress=progress)
+
+
 def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bool = False,
                   progress: bool = True) -> dict:
     """Build (or finish building) the records of ``config`` in ``out``; returns the manifest."""

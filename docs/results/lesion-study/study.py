@@ -44,7 +44,7 @@ OLD_PRESET = ("data.crop_size=128", "data.batch_size=4", "data.val_max_examples=
               "data.lesion_slices=0", "train.optimizer=adam", "train.learning_rate=0.001", "train.lr_schedule=paper",
               "train.segmentation_weights=1,1,4", "train.dice_weight=0", "train.volume_validation_every=0",
               "model.base_filters=16", "model.norm_momentum=0.9", "model.localization_channels=16",
-              "model.depth=4", "data.scale_range=0.8,1.2")
+              "model.depth=4", "data.scale_range=0.8,1.2", "inference.min_lesion_mm3=0")
 OLD_PRESET_ROLE = {"teacher": ("data.examples_per_case=24", "train.epochs=15", "train.decay_start_epoch=0"),
                    "student": ("data.examples_per_case=12", "train.epochs=20", "train.decay_start_epoch=16",
                                "train.decay_rate=0.95")}
@@ -274,14 +274,20 @@ def pseudo_label_quality(records_dir: str) -> dict:
             "lesion_mass_over_true_area": lesion_mass / max(lesion_area, 1)}
 
 
-def _score_exported(run_dir: str, dev: str, out: str, batch_statistics: bool = False) -> dict:
-    """o2l predict + o2l evaluate of an exported model on the development cohort (float32)."""
+SMALL_LESION_MM3 = 500.0  # the recipe's inference.min_lesion_mm3, applied to every row as a second score
+
+
+def _score_exported(run_dir: str, dev: str, out: str, batch_statistics: bool = False,
+                    min_lesion_mm3: float = 0.0) -> dict:
+    """o2l predict + o2l evaluate of an exported model on the development cohort (float32); ``min_lesion_mm3``
+    replaces the run's own post-processing setting, so that every row is scored alike."""
     from o2l_tf.inference.predict import PredictOptions, predict_files
     from o2l_tf.metrics.evaluation import evaluate_folders
 
     if batch_statistics:
         return _score_with_batch_statistics(run_dir, dev)
-    predict_files(run_dir, [dev], out, PredictOptions(precision="float32"), progress=False, log=lambda *_: None)
+    predict_files(run_dir, [dev], out, PredictOptions(precision="float32", min_lesion_mm3=min_lesion_mm3),
+                  progress=False, log=lambda *_: None)
     rows, summary, _ = evaluate_folders(out, dev, log=lambda *_: None)
     return {"summary": summary, "cases": rows}
 
@@ -302,6 +308,24 @@ def _score_with_batch_statistics(run_dir: str, dev: str) -> dict:
     # Whole slices in batches of 4 of one volume: the statistics of 4 neighbouring slices.
     _, summary = vv.score_cases(BatchStatistics(model), vv.cases_from_nifti(_dev_pairs(dev)))
     return {"summary": summary}
+
+
+def rescore(work: str, exp: Experiment) -> None:
+    """Score a finished experiment's exported student again on its development cohort, raw and with small
+    lesions removed (rows scored before both were part of every row)."""
+    path = os.path.join(work, "results", f"{exp.name}.json")
+    with open(path) as stream:
+        result = json.load(stream)
+    run, dev = os.path.join(work, "runs", exp.name), cohort(work, "dev", exp)
+    final = _score_exported(os.path.join(run, "student"), dev, os.path.join(run, "dev-predictions"))
+    cleaned = _score_exported(os.path.join(run, "student"), dev, os.path.join(run, "dev-predictions-small-removed"),
+                              min_lesion_mm3=SMALL_LESION_MM3)
+    result.update(dev=final["summary"], dev_cases=final["cases"], dev_small_removed=cleaned["summary"],
+                  dev_small_removed_cases=cleaned["cases"])
+    with open(path + ".tmp", "w") as stream:
+        json.dump(result, stream, indent=1, default=float)
+    os.replace(path + ".tmp", path)
+    log(f"{exp.name}: rescored")
 
 
 def run_experiment(work: str, exp: Experiment) -> dict:
@@ -356,8 +380,11 @@ def run_experiment(work: str, exp: Experiment) -> dict:
         steps = None
     timings["student_seconds"] = round(time.time() - t0, 1)
     final = _score_exported(student_dir, dev, os.path.join(run, "dev-predictions"))
+    cleaned = _score_exported(student_dir, dev, os.path.join(run, "dev-predictions-small-removed"),
+                              min_lesion_mm3=SMALL_LESION_MM3)
     result = {"experiment": asdict(exp), "records": records_dir, "steps": steps, **timings,
-              "dev": final["summary"], "dev_cases": final["cases"], "seconds": round(time.time() - started, 1)}
+              "dev": final["summary"], "dev_cases": final["cases"], "dev_small_removed": cleaned["summary"],
+              "dev_small_removed_cases": cleaned["cases"], "seconds": round(time.time() - started, 1)}
     curves = os.path.join(student_dir, "curves.json")
     if os.path.exists(curves):
         with open(curves) as stream:
@@ -459,7 +486,7 @@ def _plots(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["run", "report", "list"])
+    parser.add_argument("command", choices=["run", "rescore", "report", "list"])
     parser.add_argument("--work", required=False, default="lesion-study")
     parser.add_argument("--only", nargs="*")
     args = parser.parse_args()
@@ -472,6 +499,12 @@ def main() -> None:
         report(args.work)
         return
     wanted = args.only or [e.name for e in EXPERIMENTS]
+    if args.command == "rescore":
+        for name in wanted:
+            if os.path.exists(os.path.join(args.work, "results", f"{name}.json")):
+                rescore(args.work, BY_NAME[name])
+        report(args.work)
+        return
     for name in wanted:
         run_experiment(args.work, BY_NAME[name])
         report(args.work)
