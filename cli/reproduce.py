@@ -31,4 +31,6 @@ def reproduce(study, out, scale, seed, seeds, quiet):
             chosen = [int(s) for s in seeds.replace(" ", ",").split(",") if s]
         except ValueError:
             raise BadInput(f"--seeds {seeds!r}: expected integers separated by commas, e.g. 0,2") from None
-    click.echo(run(out, study, scale, seed, progress=not quiet, log=click.echo, seeds=chosen))
+    from tfrecords_builder.build import build_phantom_records
+
+    click.echo(run(out, study, build_phantom_records, scale, seed, progress=not quiet, log=click.echo, seeds=chosen))

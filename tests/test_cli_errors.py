@@ -49,3 +49,19 @@ def test_a_library_bug_exits_1_with_its_traceback(tmp_path, monkeypatch):
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "internal: bad reshape" in done.stderr
     assert "error: internal" not in done.stderr
+
+
+def test_imports_flow_one_way_cli_to_o2l_tf_to_nothing_above_it():
+    """Nothing in o2l_tf imports cli or tfrecords_builder (the builder stands on the library, not the reverse)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "o2l_tf"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names
+                          if n.split(".")[0] in ("cli", "tfrecords_builder")]
+    assert not offenders, offenders

@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from o2l_tf.reproduce import reproduce
 from o2l_tf.reproduce.plan import RATIOS, arms, study_rows
+from tfrecords_builder.build import build_phantom_records
 from tests.helpers import expect_one_line_error, liver_dice_of_files, run_cli
 from tests.notebook_runner import run_notebook
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce") / "small"
     lines = []
-    report = reproduce(str(out), "all", "small", progress=False, log=lines.append)
+    report = reproduce(str(out), "all", build_phantom_records, "small", progress=False, log=lines.append)
     return out, report, lines
 
 

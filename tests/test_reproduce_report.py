@@ -48,4 +48,4 @@ def test_seeds_table_shows_the_mean_and_each_seed():
 
 def test_adjacent_seeds_are_refused(tmp_path):
     with pytest.raises(InputError, match="adjacent"):
-        reproduce(str(tmp_path), "table1", "small", seeds=[0, 1], progress=False, log=lambda *_: None)
+        reproduce(str(tmp_path), "table1", None, "small", seeds=[0, 1], progress=False, log=lambda *_: None)

@@ -7,9 +7,12 @@ import os
 from o2l_tf.reproduce.plan import SCALES, STUDIES
 
 
-def reproduce(out: str, study: str, scale: str = "small", seed: int = 0, progress: bool = True, log=print,
-              seeds: list[int] | None = None) -> str:
+def reproduce(out: str, study: str, build_records, scale: str = "small", seed: int = 0, progress: bool = True,
+              log=print, seeds: list[int] | None = None) -> str:
     """Train (or resume) every arm the studies need, score them on the test phantoms, write the reports.
+
+    ``build_records``: the records step (``tfrecords_builder.build.build_phantom_records``; see
+    ``o2l_tf.data.records_builder``).
 
     ``seeds``: several independent repetitions (each its own training and held-out cohort, in ``out/seed-N``),
     then ``out/report.md`` with every score as the mean over seeds and each seed's value.
@@ -28,7 +31,7 @@ def reproduce(out: str, study: str, scale: str = "small", seed: int = 0, progres
         by_seed = {}
         for each in seeds:
             folder = os.path.join(out, f"seed-{each}")
-            reproduction = Reproduction(folder, scale, each, progress, log)
+            reproduction = Reproduction(folder, scale, build_records, each, progress, log)
             by_seed[each] = reproduction.run(studies)
             write_reports(folder, studies, by_seed[each],
                           f"o2l reproduce --study {study} --scale {scale} --seed {each} --out {folder}", scale, each)
@@ -36,7 +39,7 @@ def reproduce(out: str, study: str, scale: str = "small", seed: int = 0, progres
         report = write_seed_report(out, studies, by_seed, command, scale)
         log(f"done: {out}/report.md")
         return report
-    reproduction = Reproduction(out, scale, seed, progress, log)
+    reproduction = Reproduction(out, scale, build_records, seed, progress, log)
     results = reproduction.run(studies)
     command = f"o2l reproduce --study {study} --scale {scale} --seed {seed} --out {out}"
     report = write_reports(out, studies, results, command, scale, seed)

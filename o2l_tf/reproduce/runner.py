@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from o2l_tf.data import boxes as box_ops
+from o2l_tf.data.records_builder import RecordsBuilder
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import atomic_write_bytes, read_json, write_json
 from o2l_tf.reproduce.plan import SCALES, Arm, Records, Scale, arms_for
@@ -75,11 +76,13 @@ def box_partition_volume(canonical_label: np.ndarray) -> np.ndarray:
 
 
 class Reproduction:
-    def __init__(self, out: str, scale: str, seed: int = 0, progress: bool = True, log=print):
+    def __init__(self, out: str, scale: str, build_records: RecordsBuilder, seed: int = 0, progress: bool = True,
+                 log=print):
         if scale not in SCALES:
             raise InputError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
         self.out, self.scale_name, self.scale, self.seed = out, scale, SCALES[scale], seed
         self.progress, self.log = progress, log
+        self.build_records = build_records  # tfrecords_builder's step, given: this library never imports it
         self.started = time.perf_counter()
         self.workers = max(1, min(os.cpu_count() or 1, self.scale.cases))
 
@@ -127,13 +130,10 @@ class Reproduction:
             write_truth_boxes(self.path("test"), boxes)
 
     def build(self, records: Records) -> str:
-        from tfrecords_builder.build import BuildConfig, build_records
-
         out = self.records_dir(records)
         split = (records.strong, records.weak, 100 - records.strong - records.weak)
-        build_records(BuildConfig(data=self.path("phantoms"), split=split, seed=self.scale.split_seed,
-                                  perturb_boxes=records.perturb), out, workers=self.workers, overwrite=True,
-                      progress=self.progress)
+        self.build_records(self.path("phantoms"), out, split, seed=self.scale.split_seed,
+                           perturb_boxes=records.perturb, workers=self.workers, progress=self.progress)
         return out
 
     # ------------------------------------------------------------------------------------------------- arms
