@@ -68,6 +68,21 @@ def is_chief() -> bool:
     return task.get("type", "worker") in ("chief", "worker") and int(task.get("index", 0)) == 0
 
 
+# The Keras releases allow_multi_worker_fit was tested with (tests/training/test_distributed.py): it replaces
+# private members of keras.Model (_maybe_symbolic_build, train_function), which a release may rename.
+PATCHED_KERAS = ((3, 6), (3, 15))
+
+
+def check_patched_keras(version: str) -> None:
+    """Refuse multi-worker training on a Keras outside the tested range, instead of failing silently."""
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
+    low, high = PATCHED_KERAS
+    if not low <= major_minor <= high:
+        raise InputError(f"multi-worker training (TF_CONFIG) is tested with Keras {low[0]}.{low[1]} to "
+                         f"{high[0]}.{high[1]}; this is Keras {version}: install keras>={low[0]}.{low[1]},"
+                         f"<{high[0]}.{high[1] + 1}, or check o2l_tf/training/strategy.py against keras-team/keras#20585")
+
+
 def allow_multi_worker_fit(model: keras.Model, strategy: tf.distribute.Strategy, jit: bool = False) -> None:
     """Let Keras 3's ``Model.fit`` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
@@ -80,6 +95,7 @@ def allow_multi_worker_fit(model: keras.Model, strategy: tf.distribute.Strategy,
     """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
+    check_patched_keras(keras.__version__)
 
     def symbolic_build(iterator=None, data_batch=None):
         if iterator is not None:

@@ -68,3 +68,14 @@ def test_two_workers_with_tf_config_complete_and_agree(small_records, tmp_path):
     # Only the chief (worker 0) writes the run folder; worker 1 writes its checkpoints to a temporary folder.
     assert os.path.exists(tmp_path / "worker0" / "teacher.keras")
     assert not os.path.exists(tmp_path / "worker1" / "teacher.keras")
+
+
+def test_multi_worker_patch_refuses_an_untested_keras():
+    from o2l_tf.errors import InputError
+    from o2l_tf.training.strategy import check_patched_keras
+
+    check_patched_keras("3.6.0")
+    check_patched_keras("3.15.1")
+    for version in ("3.5.0", "3.16.0", "4.0.0"):
+        with pytest.raises(InputError, match="keras-team/keras#20585"):
+            check_patched_keras(version)

@@ -406,8 +406,8 @@ def run_experiment(work: str, exp: Experiment) -> dict:
 
 
 # -------------------------------------------------------------------------------------------------- report
-def _row(name: str, result: dict) -> list[str]:
-    d = result["dev"]
+def _row(name: str, result: dict, key: str = "dev") -> list[str]:
+    d = result[key]
     by_size = d["detection"]["by_size"]
     recall = lambda k: "-" if by_size[k]["recall"] is None else f"{by_size[k]['found']}/{by_size[k]['lesions']}"  # noqa: E731
     return [name, result["experiment"]["question"], f"{100 * d['liver']['dice_per_case']:.1f}",
@@ -426,8 +426,14 @@ def report(work: str) -> None:
                 results[exp.name] = json.load(stream)
     header = ["experiment", "what changes", "liver Dice/case %", "lesion Dice/case %", "lesion Dice global %",
               "found < 10 mm", "found 10-20 mm", "found > 20 mm", "FP/case", "steps", "minutes"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["Raw predictions (the paper's post-processing only):", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_row(name, r)) + " |" for name, r in results.items()]
+    lines += ["", f"The same models with lesion components under {SMALL_LESION_MM3:g} mm3 removed "
+                  "(inference.min_lesion_mm3, the recipe's):", "",
+              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_row(name, r, "dev_small_removed")) + " |" for name, r in results.items()
+              if "dev_small_removed" in r]
     extra = []
     for name, r in results.items():
         if "pseudo_labels" in r:
@@ -446,12 +452,14 @@ def report(work: str) -> None:
     with open(os.path.join(HERE, "results.md"), "w") as stream:
         stream.write("\n".join(lines + [""] + extra) + "\n")
     with open(os.path.join(HERE, "results.json"), "w") as stream:
-        json.dump({n: {k: v for k, v in r.items() if k != "dev_cases"} for n, r in results.items()}, stream,
+        json.dump({n: {k: v for k, v in r.items() if not k.endswith("_cases")} for n, r in results.items()}, stream,
                   indent=1, default=float)
     _plots(results)
 
 
 def _plots(results: dict) -> None:
+    """One figure per group: lesion Dice per case, recall and false positives against the epoch, whole volumes
+    of the development cohort (solid) and of three training cases (dotted)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -462,13 +470,13 @@ def _plots(results: dict) -> None:
         if "curves" in r:
             groups.setdefault(r["experiment"]["group"], []).append((name, r))
     for group, members in groups.items():
-        figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        figure, axes = plt.subplots(1, 3, figsize=(15, 4.8))
         for (name, r), colour in zip(members, plt.cm.tab10.colors):
             for subset, style in (("dev", "-"), ("train", ":")):
                 rows = r["curves"].get(subset, [])
                 epochs = [row["epoch"] for row in rows]
-                axes[0].plot(epochs, [row["lesion_dice"] for row in rows], style, color=colour,
-                             label=f"{name} ({subset})")
+                label = name if subset == "dev" else None
+                axes[0].plot(epochs, [row["lesion_dice"] for row in rows], style, color=colour, label=label)
                 axes[1].plot(epochs, [row["lesion_recall"] for row in rows], style, color=colour)
                 axes[2].plot(epochs, [row["false_positives"] for row in rows], style, color=colour)
         for axis, title in zip(axes, ("lesion Dice per case", "lesion recall (IoU > 0.5)",
@@ -477,9 +485,10 @@ def _plots(results: dict) -> None:
             axis.set_xlabel("epoch")
             axis.grid(alpha=0.3)
         axes[2].set_yscale("symlog")
-        axes[0].legend(fontsize=7, loc="upper left")
-        figure.suptitle(f"{group}: whole volumes, development cohort (solid) and 3 training cases (dotted)")
-        figure.tight_layout()
+        figure.legend(loc="lower center", ncol=min(4, len(members)), fontsize=8, frameon=False)
+        figure.suptitle(f"{group}: whole volumes, development cohort (solid) and 3 training cases (dotted); "
+                        "raw predictions, no small-lesion removal")
+        figure.tight_layout(rect=(0, 0.1, 1, 1))
         figure.savefig(os.path.join(HERE, f"curves-{group}.png"), dpi=90)
         plt.close(figure)
 
