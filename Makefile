@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.o2l-installed
 DEMO_DIR ?= demo
+# e.g. make demo DEMO_FLAGS='--precision float32': what a CPU without native bf16 runs
+DEMO_FLAGS ?=
 
 .PHONY: demo demo-full test bench reproduce clean
 
@@ -16,11 +18,11 @@ $(INSTALLED): setup.cfg pyproject.toml
 demo: $(INSTALLED)
 	@# synth -> build-records -> teacher -> pseudo-labels + student -> held-out phantoms -> predict -> evaluate
 	@# (o2l_tf/demo.py; the same library calls as the separate commands, listed in the README)
-	$(BIN)/o2l demo --out $(DEMO_DIR)
+	$(BIN)/o2l demo --out $(DEMO_DIR) $(DEMO_FLAGS)
 
 demo-full: $(INSTALLED)
 	@# the same pipeline with the converged recipe (preset converge, 80 phantoms): about an hour on 2 CPU cores
-	$(BIN)/o2l demo --out $(DEMO_DIR)-full --scale full
+	$(BIN)/o2l demo --out $(DEMO_DIR)-full --scale full $(DEMO_FLAGS)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from o2l_tf import visualization as viz
 from o2l_tf.configs.run import RunConfig, preset
 from o2l_tf.data.records_builder import RecordsBuilder
+from o2l_tf.errors import InputError
 from o2l_tf.io_utils import atomic_write_bytes
 
 
@@ -28,9 +29,12 @@ class DemoScale:
     split: tuple[int, int, int] = (30, 60, 10)
     split_seed: int = 2
 
-    def run_config(self, role: str) -> RunConfig:
-        """The preset's teacher or student: what the demo trains."""
-        return preset(self.preset, role)
+    def run_config(self, role: str, precision: str | None = None) -> RunConfig:
+        """The preset's teacher or student: what the demo trains (``precision`` replaces ``train.precision``)."""
+        config = preset(self.preset, role)
+        if precision is not None:
+            config.train.precision = precision
+        return config
 
 
 SCALES = {
@@ -41,6 +45,10 @@ SCALES = {
     "full": DemoScale(cases=80, size=192, slices=(48, 64), held_out=5, preset="converge"),
     "test": DemoScale(cases=6, size=48, slices=(12, 16), held_out=2, preset="test", split=(50, 34, 16)),
 }
+
+
+# A forced training precision is also the prediction's (o2l predict --precision).
+PREDICT_PRECISION = {"auto": "auto", "float32": "float32", "mixed_bfloat16": "bfloat16"}
 
 
 def detection_line(summary: dict) -> str:
@@ -60,11 +68,12 @@ def _remove_earlier_run(run_dir: str) -> None:
 
 
 def run_demo(out: str, build_records: RecordsBuilder, scale: str = "demo", progress: bool = True,
-             log=print) -> dict:
+             log=print, precision: str | None = None) -> dict:
     """Run every stage into ``out`` (replacing an earlier demo there); returns the evaluation summary.
 
     ``build_records``: the NIfTI-to-records step (``tfrecords_builder.build.build_phantom_records``), passed in
-    because the builder stands on this library, not the other way round.
+    because the builder stands on this library, not the other way round. ``precision``: ``float32`` forces what
+    a CPU without native bf16 runs (the preset's ``auto`` picks bf16 only where it is native); None keeps the preset's.
     """
     from o2l_tf.data import inspect
     from o2l_tf.inference.predict import PredictOptions, predict_files
@@ -73,6 +82,8 @@ def run_demo(out: str, build_records: RecordsBuilder, scale: str = "demo", progr
     from o2l_tf.training.run import train
 
     plan = SCALES[scale]
+    if precision is not None and precision not in PREDICT_PRECISION:
+        raise InputError(f"demo precision must be one of {', '.join(PREDICT_PRECISION)}, got {precision!r}")
     workers = max(1, min(os.cpu_count() or 1, plan.cases))
     paths = {name: os.path.join(out, name) for name in ("phantoms", "records", "test", "predictions")}
     teacher_dir, student_dir = os.path.join(out, "runs", "teacher"), os.path.join(out, "runs", "student")
@@ -92,15 +103,15 @@ def run_demo(out: str, build_records: RecordsBuilder, scale: str = "demo", progr
     stage(f"train teacher (preset {plan.preset}) -> {teacher_dir}")
     for run_dir in (teacher_dir, student_dir):
         _remove_earlier_run(run_dir)
-    train(plan.run_config("teacher"), paths["records"], teacher_dir, overwrite=True, progress=progress, log=log)
+    train(plan.run_config("teacher", precision), paths["records"], teacher_dir, overwrite=True, progress=progress, log=log)
     stage(f"pseudo-labels and train student -> {student_dir}")
-    train(plan.run_config("student"), paths["records"], student_dir, teacher_dir=teacher_dir, overwrite=True,
+    train(plan.run_config("student", precision), paths["records"], student_dir, teacher_dir=teacher_dir, overwrite=True,
           progress=progress, log=log)
     stage(f"synth: {plan.held_out} held-out phantoms (another seed) -> {paths['test']}")
     write_cohort(paths["test"], CohortSpec(plan.held_out, plan.size, plan.slices, seed=1), workers=workers,
                  overwrite=True, progress=progress)
     stage(f"predict -> {paths['predictions']}")
-    predict_files(student_dir, [paths["test"]], paths["predictions"], PredictOptions(preview=True),
+    predict_files(student_dir, [paths["test"]], paths["predictions"], PredictOptions(preview=True, precision=PREDICT_PRECISION[precision or "auto"]),
                   progress=progress, log=log)
     stage("evaluate")
     rows, summary, _ = evaluate_folders(paths["predictions"], paths["test"], log=log)

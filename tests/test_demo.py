@@ -54,6 +54,22 @@ def test_every_demo_scale_trains_its_preset_exactly():
     assert paper.train.segmentation_weights == (1.0, 1.0, 1.0) and paper.train.precision == "float32"
 
 
+def test_demo_precision_replaces_only_the_presets_precision():
+    """make demo DEMO_FLAGS='--precision float32' trains the demo preset with float32 forced, nothing else changed."""
+    from o2l_tf.configs.run import preset
+    from o2l_tf.demo import SCALES, run_demo
+    from o2l_tf.errors import InputError
+
+    assert preset("demo", "student").train.precision == "auto"
+    for role in ("teacher", "student"):
+        forced = SCALES["demo"].run_config(role, "float32").to_dict()
+        expected = preset("demo", role).to_dict()
+        expected["train"]["precision"] = "float32"
+        assert forced == expected
+    with pytest.raises(InputError, match="precision"):
+        run_demo("unused", build_records=None, precision="float16")
+
+
 def test_readme_demo_commands_use_the_preset_without_overrides():
     readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md")).read()
     block = readme[readme.index("o2l synth demo/phantoms"):readme.index("o2l synth demo/test")]

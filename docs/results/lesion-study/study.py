@@ -4,8 +4,8 @@
     .venv/bin/python docs/results/lesion-study/study.py report --work WORK
 
 ``run`` trains every experiment (or those named) in order, a few minutes each on 2 CPU cores, and writes
-``WORK/results/<name>.json``; a killed run resumes (finished experiments are skipped, an unfinished training
-resumes from its checkpoint). ``report`` writes ``results.md``, ``results.json`` and the learning-curve plots
+``results/<name>.json`` beside this script (the runs themselves stay in WORK); a killed run resumes (finished experiments are skipped, an unfinished training
+resumes from its checkpoint). ``report`` writes ``results.md`` and the learning-curve plots
 into this folder.
 
 Cohorts (never the held-out ones of the reports, seeds 0-3): training phantoms of seed 10, and a development
@@ -161,6 +161,11 @@ BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
+def result_file(name: str) -> str:
+    """An experiment's result lives in this folder (committed), its runs in WORK: a lost WORK loses no result."""
+    return os.path.join(HERE, "results", f"{name}.json")
+
+
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -313,7 +318,7 @@ def _score_with_batch_statistics(run_dir: str, dev: str) -> dict:
 def rescore(work: str, exp: Experiment) -> None:
     """Score a finished experiment's exported student again on its development cohort, raw and with small
     lesions removed (rows scored before both were part of every row)."""
-    path = os.path.join(work, "results", f"{exp.name}.json")
+    path = result_file(exp.name)
     with open(path) as stream:
         result = json.load(stream)
     run, dev = os.path.join(work, "runs", exp.name), cohort(work, "dev", exp)
@@ -332,7 +337,7 @@ def run_experiment(work: str, exp: Experiment) -> dict:
     from o2l_tf.training import volume_validation as vv
     from o2l_tf.training.run import train, training_predictor
 
-    result_path = os.path.join(work, "results", f"{exp.name}.json")
+    result_path = result_file(exp.name)
     if os.path.exists(result_path):
         log(f"{exp.name}: done earlier")
         with open(result_path) as stream:
@@ -420,7 +425,7 @@ def _row(name: str, result: dict, key: str = "dev") -> list[str]:
 def report(work: str) -> None:
     results = {}
     for exp in EXPERIMENTS:
-        path = os.path.join(work, "results", f"{exp.name}.json")
+        path = result_file(exp.name)
         if os.path.exists(path):
             with open(path) as stream:
                 results[exp.name] = json.load(stream)
@@ -451,9 +456,6 @@ def report(work: str) -> None:
                          f"{100 * b['liver']['dice_per_case']:.1f} %")
     with open(os.path.join(HERE, "results.md"), "w") as stream:
         stream.write("\n".join(lines + [""] + extra) + "\n")
-    with open(os.path.join(HERE, "results.json"), "w") as stream:
-        json.dump({n: {k: v for k, v in r.items() if not k.endswith("_cases")} for n, r in results.items()}, stream,
-                  indent=1, default=float)
     _plots(results)
 
 
@@ -510,7 +512,7 @@ def main() -> None:
     wanted = args.only or [e.name for e in EXPERIMENTS]
     if args.command == "rescore":
         for name in wanted:
-            if os.path.exists(os.path.join(args.work, "results", f"{name}.json")):
+            if os.path.exists(result_file(name)):
                 rescore(args.work, BY_NAME[name])
         report(args.work)
         return
