@@ -30,6 +30,9 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	@# speed and memory against this machine's own limits -> benchmarks/results/latest.json and latest.md
 	@# (the PyTorch comparison runs when torch is installed: $(BIN)/pip install -e '.[bench]'; else it is skipped)
+	@# the PyTorch backbone is the o2l U-Net (benchmarks/test_torch_unet.py: needs torch, so it lives here, not in make test)
+	if $(BIN)/python -c "import torch" 2>/dev/null; then $(BIN)/python -m pytest -q benchmarks/test_torch_unet.py; \
+	else echo "benchmarks/test_torch_unet.py not run: torch is not installed (.venv/bin/pip install -e '.[bench]')"; fi
 	$(BIN)/python benchmarks/run.py
 
 reproduce: $(INSTALLED)

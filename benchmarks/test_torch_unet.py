@@ -1,4 +1,7 @@
-"""The PyTorch backbone of make bench is the o2l U-Net: with o2l's weights it computes o2l's output (needs torch)."""
+"""The PyTorch backbone of make bench is the o2l U-Net: with o2l's weights it computes o2l's output.
+
+Run by make bench (torch is in the bench extra), not by make test: without torch it could only skip.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch_unet  # noqa: E402
 
