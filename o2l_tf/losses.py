@@ -18,8 +18,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from o2l_tf.configs.run import PAPER_LOCALIZATION_WEIGHTS  # defined once, with the settings
+
 EPSILON = 1e-7
-PAPER_LOCALIZATION_WEIGHTS = (1.0, 0.1, 1.0)  # background (paper silent), liver, lesion
 
 
 def pixel_cross_entropy(targets, probabilities, class_weights=None):

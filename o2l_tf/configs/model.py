@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from o2l_tf.data.schema import NUM_CLASSES
 from o2l_tf.errors import InputError
 
 ATTENTION_VARIANTS = ("o2l", "multichannel", "none")
@@ -33,7 +34,7 @@ class ModelConfig:
     base_filters: int = 32
     attention: str = "o2l"
     shortcut: bool = True
-    num_classes: int = 3
+    num_classes: int = NUM_CLASSES
     image_channels: int = 3
     localization_channels: int = 16
     localization_scales: tuple[int, ...] | None = None

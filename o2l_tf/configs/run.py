@@ -17,6 +17,7 @@ from o2l_tf.errors import InputError
 
 ROLES = ("teacher", "student")
 WEAK_LABELS = ("pseudo", "boxes", "none")
+PAPER_LOCALIZATION_WEIGHTS = (1.0, 0.1, 1.0)  # Sec. III-D: liver 0.1, lesion 1; background (paper silent) 1
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 JIT = ("auto", "on", "off")
 OPTIMIZERS = ("sgd", "adam")
@@ -47,7 +48,7 @@ class TrainSettings:
     decay_start_epoch: int = 0  # 0 = no decay; the student decays x decay_rate per epoch after this epoch
     decay_rate: float = 0.95
     alpha: float = 1.0
-    localization_weights: tuple[float, float, float] = (1.0, 0.1, 1.0)
+    localization_weights: tuple[float, float, float] = PAPER_LOCALIZATION_WEIGHTS
     segmentation_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # the paper's Eq. (3)/(4): unweighted
     dice_weight: float = 0.0  # soft Dice term added to the segmentation loss (not the paper's; 0 = none)
     localization: bool = True

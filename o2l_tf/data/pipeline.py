@@ -16,7 +16,7 @@ import tensorflow as tf
 from o2l_tf.data import records, schema
 
 AUTOTUNE = tf.data.AUTOTUNE
-NUM_CLASSES = 3
+NUM_CLASSES = schema.NUM_CLASSES
 EPOCH_GRAPH_SEED = 20231  # any non-zero constant; see _epoch_batches
 
 
@@ -34,7 +34,7 @@ def box_partition(box_channels) -> tf.Tensor:
 def decode_soft_label(raw, height, width) -> tf.Tensor:
     """uint8-quantised teacher probabilities back to a distribution per pixel."""
     quantised = tf.reshape(tf.io.decode_raw(raw, tf.uint8), [height, width, NUM_CLASSES])
-    probabilities = tf.cast(quantised, tf.float32) / 255.0
+    probabilities = tf.cast(quantised, tf.float32) / schema.PROBABILITY_LEVELS
     return probabilities / tf.maximum(tf.reduce_sum(probabilities, -1, keepdims=True), 1e-6)
 
 

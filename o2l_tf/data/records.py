@@ -29,7 +29,7 @@ def normalize_hu(hu, hu_window=schema.PAPER_HU_WINDOW):
 
 def quantise_probabilities(probabilities: np.ndarray) -> np.ndarray:
     """Class probabilities stored as uint8: round(p * 255), error <= 1/510."""
-    return np.rint(np.clip(probabilities, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.rint(np.clip(probabilities, 0.0, 1.0) * schema.PROBABILITY_LEVELS).astype(np.uint8)
 
 
 def _boxes(sparse) -> tf.Tensor:

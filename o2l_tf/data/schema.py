@@ -17,6 +17,9 @@ from o2l_tf.data.tfrecord_wire import BYTES, FLOAT, INT64, encode_example
 
 SCHEMA_VERSION = 1
 
+NUM_CLASSES = 3  # background, liver, lesion: the LiTS labels every record, soft label and model output carries
+PROBABILITY_LEVELS = 255  # probabilities stored as uint8 round(p * 255) (soft labels, --probabilities): error <= 1/510
+
 # Identity and geometry
 SCHEMA_VERSION_KEY = "schema_version"
 CASE_ID = "case_id"

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from o2l_tf import visualization as viz
 from o2l_tf.data import boxes as box_ops
+from o2l_tf.data import schema
 from o2l_tf.errors import InputError
 from o2l_tf.inference import naming
 from o2l_tf.inference.loading import InferenceModel, load_inference_model
@@ -152,7 +153,7 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
     if probabilities is not None:
         path = sibling(output_path, naming.PROBABILITIES_SUFFIX)
         on_file_grid = np.stack([reorientation.to_file(probabilities[..., c]) for c in range(3)], axis=-1)
-        write_nifti(like(image, on_file_grid, slope=1.0 / 255.0), path)
+        write_nifti(like(image, on_file_grid, slope=1.0 / schema.PROBABILITY_LEVELS), path)
         written.append(path)
     if preview is not None:
         path = sibling(output_path, "", ".png")

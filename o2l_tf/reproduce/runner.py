@@ -65,16 +65,6 @@ def write_truth_boxes(test_dir: str, path: str) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
-def box_partition_volume(canonical_label: np.ndarray) -> np.ndarray:
-    """The naive pseudo-label: per axial slice, lesion boxes -> 2, liver boxes -> 1 (the box-mask student's)."""
-    result = np.zeros(canonical_label.shape, np.uint8)
-    for z in range(canonical_label.shape[2]):
-        organ, lesion = box_ops.slice_boxes(canonical_label[:, :, z])
-        channels = box_ops.box_channels(organ, lesion, canonical_label.shape[:2])
-        result[:, :, z] = np.where(channels[..., 1] > 0, 2, channels[..., 0])
-    return result
-
-
 class Reproduction:
     def __init__(self, out: str, scale: str, build_records: RecordsBuilder, seed: int = 0, progress: bool = True,
                  log=print):
@@ -202,7 +192,7 @@ class Reproduction:
             image = load_image(path)
             reorientation = Reorientation.of(image)
             canonical = reorientation.to_canonical(read_labels(image, path))
-            write_nifti(like(image, reorientation.to_file(box_partition_volume(canonical))),
+            write_nifti(like(image, reorientation.to_file(box_ops.box_partition_volume(canonical))),
                         os.path.join(out_dir, os.path.basename(path)))
 
     def run(self, studies: list[str]) -> dict[str, dict]:

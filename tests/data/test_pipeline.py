@@ -136,6 +136,10 @@ def test_box_partition_one_hot():
     channels[3, 3, 1] = 1
     partition = np.argmax(pipeline.box_partition(channels).numpy(), -1)
     np.testing.assert_array_equal(partition, [[1, 1, 1, 0], [1, 2, 1, 0], [1, 1, 1, 0], [0, 0, 0, 2]])
+    from o2l_tf.data.boxes import box_partition  # the NumPy twin (o2l reproduce's box-partition arm)
+
+    np.testing.assert_array_equal(box_partition(channels), partition)
+    np.testing.assert_array_equal(box_partition(channels.astype(np.uint8)), partition)
 
 
 def test_epochs_are_seeded_and_resumable(small_records):
