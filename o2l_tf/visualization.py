@@ -13,6 +13,8 @@ import zlib
 import numpy as np
 from scipy import ndimage
 
+from o2l_tf.data.schema import PAPER_HU_WINDOW
+
 LIVER_WINDOW = (-160.0, 240.0)  # W400 / L40, the usual abdominal soft-tissue window
 LIVER_COLOR = (40, 220, 60)
 LESION_COLOR = (255, 40, 40)
@@ -127,3 +129,29 @@ def write_png(path: str, rgb: np.ndarray) -> None:
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write_bytes(path, encode_png(rgb))
+
+
+def training_panel(image, target, boxes, prediction, hu_window=PAPER_HU_WINDOW) -> np.ndarray:
+    """TensorBoard's image panel: CT window | label or soft label | box outlines | prediction, for one training
+    example (canonical arrays).
+
+    ``hu_window``: the records' clipping window, to turn the [0, 1] network input back into HU.
+    """
+    low, high = hu_window
+    hu = image[..., 1] * (high - low) + low
+    grey = window(radiological(hu))
+    label = radiological(np.argmax(target, -1) * (target.sum(-1) > 0.5))
+    predicted = radiological(np.argmax(prediction, -1))
+    colours = np.array([[0, 0, 0], LIVER_COLOR, LESION_COLOR], np.float32)
+
+    def tint(classes, weights=None):
+        rgb = np.repeat(grey[..., None], 3, -1).astype(np.float32)
+        alpha = 0.45 * (classes > 0) if weights is None else 0.6 * weights
+        return (rgb * (1 - alpha[..., None]) + colours[classes] * alpha[..., None]).astype(np.uint8)
+
+    soft_weight = radiological(1.0 - target[..., 0]) if target.shape[-1] == 3 else None
+    boxed = np.repeat(grey[..., None], 3, -1)
+    for channel, kind in ((0, "organ"), (1, "lesion")):
+        mask = radiological(boxes[..., channel] > 0.5)
+        boxed[contour(mask)] = BOX_COLORS[kind]
+    return np.concatenate([np.repeat(grey[..., None], 3, -1), tint(label, soft_weight), boxed, tint(predicted)], 1)

@@ -162,31 +162,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def panel(image, target, boxes, prediction, hu_window=PAPER_HU_WINDOW) -> np.ndarray:
-    """CT window | label or soft label | box outlines | prediction, for one example (canonical arrays).
-
-    ``hu_window``: the records' clipping window, to turn the [0, 1] network input back into HU.
-    """
-    low, high = hu_window
-    hu = image[..., 1] * (high - low) + low
-    grey = viz.window(viz.radiological(hu))
-    label = viz.radiological(np.argmax(target, -1) * (target.sum(-1) > 0.5))
-    predicted = viz.radiological(np.argmax(prediction, -1))
-    colours = np.array([[0, 0, 0], viz.LIVER_COLOR, viz.LESION_COLOR], np.float32)
-
-    def tint(classes, weights=None):
-        rgb = np.repeat(grey[..., None], 3, -1).astype(np.float32)
-        alpha = 0.45 * (classes > 0) if weights is None else 0.6 * weights
-        return (rgb * (1 - alpha[..., None]) + colours[classes] * alpha[..., None]).astype(np.uint8)
-
-    soft_weight = viz.radiological(1.0 - target[..., 0]) if target.shape[-1] == 3 else None
-    boxed = np.repeat(grey[..., None], 3, -1)
-    for channel, kind in ((0, "organ"), (1, "lesion")):
-        mask = viz.radiological(boxes[..., channel] > 0.5)
-        boxed[viz.contour(mask)] = viz.BOX_COLORS[kind]
-    return np.concatenate([np.repeat(grey[..., None], 3, -1), tint(label, soft_weight), boxed, tint(predicted)], 1)
-
-
 class TensorBoardLogger(keras.callbacks.Callback):
     """Scalars every epoch (train/ and val/ runs), image panels every ``images_every`` epochs, the config as text."""
 
@@ -214,7 +189,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
             with self.train_writer.as_default():
                 for name, (inputs, targets, boxes) in self.panels.items():
                     predictions = self.predict_fn(inputs)
-                    images = np.stack([panel(inputs["image"][k], targets[k], boxes[k], predictions[k], self.hu_window)
+                    images = np.stack([viz.training_panel(inputs["image"][k], targets[k], boxes[k], predictions[k], self.hu_window)
                                        for k in range(len(targets))])
                     tf.summary.image(f"examples/{name}", images, step=step, max_outputs=len(images))
         self.train_writer.flush()

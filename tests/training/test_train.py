@@ -81,7 +81,7 @@ def test_validation_runs_every_nth_epoch_and_at_the_last(small_records, tmp_path
 
 
 def test_panel_image_is_what_a_person_expects():
-    from o2l_tf.training.callbacks import panel
+    from o2l_tf.visualization import training_panel as panel
 
     image = np.zeros((16, 16, 3), "float32")
     target = np.zeros((16, 16, 3), "float32")
