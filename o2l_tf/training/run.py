@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import asdict
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -207,8 +208,24 @@ def _volume_validation(config: RunConfig, records_dir: str, manifest: dict, writ
                              min_lesion_mm3=config.inference.min_lesion_mm3)]
 
 
-def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None, overwrite: bool,
-           devices: str | None, progress: bool, log, extra_callbacks: list) -> dict:
+class _Run(NamedTuple):
+    """What every step of a training run shares, settled before anything trains."""
+    config: RunConfig
+    records_dir: str
+    manifest: dict
+    record: dict  # config.json
+    strategy: tf.distribute.Strategy
+    policy: str
+    chief: bool
+    write_dir: str  # the model dir on the chief, a scratch dir on other workers
+    jit: bool
+    multiple: int  # input sizes must be multiples of this (2 ** depth)
+    hu_window: tuple[float, float]  # how the records were clipped and scaled
+
+
+def _prepare(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None, overwrite: bool,
+             devices: str | None) -> _Run:
+    """Check everything the user gave before writing anything; the strategy first, as a cluster needs."""
     config.validate()
     policy = strategies.set_precision(config.train.precision)
     strategy = strategies.make_strategy(devices)  # first: a cluster strategy must exist before other TF work
@@ -224,80 +241,108 @@ def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str
         prepare_model_dir(model_dir, record, overwrite)
     jit = strategies.use_jit(config.train.jit)
     keras.utils.set_random_seed(config.train.seed)
+    return _Run(config, records_dir, manifest, record, strategy, policy, chief, write_dir, jit,
+                2 ** config.model.depth, tuple(manifest["preprocessing"]["hu_window"]))
 
-    sources, cases = _sources(config, records_dir, manifest, teacher_dir, progress, log)
-    steps = math.ceil(cases * config.data.examples_per_case / config.data.batch_size)
-    if chief:
-        log(f"{config.role}: {cases} training cases, {steps} steps per epoch, precision {policy}"
-            f"{' (auto)' if config.train.precision == 'auto' else ''}, XLA {'on' if jit else 'off'}")
-    multiple = 2 ** config.model.depth
-    hu_window = tuple(manifest["preprocessing"]["hu_window"])  # how the records were clipped and scaled
-    localization = config.role == "student" and config.train.localization
-    val_files = records.split_files(records_dir, "val", manifest)
-    val_data = pipeline.validation_dataset(val_files, records.compression(manifest), config.data, config.role,
-                                           localization, multiple) if val_files else None
 
-    # Initial weights come from a model built outside the strategy, so one device, several replicas and
-    # every worker of a cluster start from the very same values.
-    initial_weights = build_model(config).get_weights()
-    with strategy.scope():
-        model = build_model(config)
+def _build_or_resume(run: _Run, log):
+    """The model and optimizer under the strategy, restored from the last checkpoint if there is one.
+
+    Initial weights come from a model built outside the strategy, so one device, several replicas and every
+    worker of a cluster start from the very same values.
+    """
+    initial_weights = build_model(run.config).get_weights()
+    with run.strategy.scope():
+        model = build_model(run.config)
         model.set_weights(initial_weights)
-        optimizer = compile_model(model, config, jit)
-        strategies.allow_multi_worker_fit(model, strategy, jit)
+        optimizer = compile_model(model, run.config, run.jit)
+        strategies.allow_multi_worker_fit(model, run.strategy, run.jit)
         optimizer.build(model.trainable_variables)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_variable)
-    last = tf.train.latest_checkpoint(os.path.join(write_dir, "checkpoints", "last"))
+    last = tf.train.latest_checkpoint(os.path.join(run.write_dir, "checkpoints", "last"))
     if last:
         checkpoint.restore(last).assert_existing_objects_matched()
         log(f"resuming from {last} (epoch {int(epoch_variable.numpy())})")
-    first_epoch = int(epoch_variable.numpy())
+    return model, checkpoint, epoch_variable
 
+
+def _callbacks(run: _Run, model, checkpoint, epoch_variable, sources, steps: int, first_epoch: int, log,
+               extra_callbacks: list):
+    """The learning rate, then the scores (extra, whole-volume), then what reads them: progress, checkpoints,
+    the NaN guard and TensorBoard. Returns (callbacks, guard, progress line)."""
+    config = run.config
     guard = cb.NanGuard()
-    progress_line = cb.ProgressLine(config.train.epochs, steps * config.data.batch_size, log=log if chief else _quiet)
+    progress_line = cb.ProgressLine(config.train.epochs, steps * config.data.batch_size,
+                                    log=log if run.chief else _quiet)
     callbacks = [cb.EpochLearningRate(config.train.learning_rate, config.train.decay_start_epoch,
                                       config.train.decay_rate, config.train.lr_schedule, config.train.epochs)]
-    if chief:  # scores that reach the logs come before the callbacks that read them
-        callbacks += extra_callbacks + _volume_validation(config, records_dir, manifest, write_dir, first_epoch,
-                                                          hu_window, multiple, log)
+    if run.chief:  # scores that reach the logs come before the callbacks that read them
+        callbacks += extra_callbacks + _volume_validation(config, run.records_dir, run.manifest, run.write_dir,
+                                                          first_epoch, run.hu_window, run.multiple, log)
     by_volume = any(isinstance(c, VolumeValidation) and c.name == "val" for c in callbacks)
-    callbacks += [progress_line, cb.Checkpoints(write_dir, checkpoint, epoch_variable, guard, chief, by_volume),
-                  guard]
-    if chief:
-        panels = _panel_batches(config, records_dir, manifest, sources, multiple)
+    callbacks += [progress_line, cb.Checkpoints(run.write_dir, checkpoint, epoch_variable, guard, run.chief,
+                                                by_volume), guard]
+    if run.chief:
+        panels = _panel_batches(config, run.records_dir, run.manifest, sources, run.multiple)
 
         def predict(inputs):  # a direct call: no collective, so only the chief runs it, under any strategy
             output = model(inputs, training=False)
             return np.asarray(output["segmentation"] if isinstance(output, dict) else output)
 
-        callbacks.append(cb.TensorBoardLogger(os.path.join(write_dir, "logs"), json.dumps(record, indent=2),
-                                              panels, config.train.images_every, predict, hu_window))
-    history: dict[str, list[float]] = {}
-    if first_epoch < config.train.epochs:
-        # One fit call for every epoch left, on one dataset whose epochs are each seeded by (seed, epoch): a
-        # resumed run sees the same batches, and no epoch pays for a new fit call (about 1 s each).
-        train_data = pipeline.training_dataset(sources, config.data, config.role, localization, steps, first_epoch,
-                                               config.train.seed, end_epoch=config.train.epochs)
-        # Every validate_every-th epoch and always the last (Keras counts validation_freq epochs from 1).
-        validate_at = [e for e in range(first_epoch + 1, config.train.epochs + 1)
-                       if e % config.train.validate_every == 0 or e == config.train.epochs]
-        with warnings.catch_warnings():
-            # Keras warns when validation exhausts its (finite) dataset, which is exactly how the val split is
-            # meant to be read: every val example once per validation.
-            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-            result = model.fit(train_data, epochs=config.train.epochs, initial_epoch=first_epoch,
-                               steps_per_epoch=steps, validation_data=val_data, validation_freq=validate_at,
-                               callbacks=callbacks, shuffle=False, verbose=0)
-        history = {key: [float(v) for v in values] for key, values in result.history.items()}
-        if guard.diverged_at is not None:
-            kept = tf.train.latest_checkpoint(os.path.join(write_dir, "checkpoints", "last"))
-            raise cb.TrainingDiverged(f"loss became NaN or infinite in epoch {guard.diverged_at}; the last good "
-                                      f"checkpoint is kept ({kept or 'none yet'})")
+        callbacks.append(cb.TensorBoardLogger(os.path.join(run.write_dir, "logs"), json.dumps(run.record, indent=2),
+                                              panels, config.train.images_every, predict, run.hu_window))
+    return callbacks, guard, progress_line
+
+
+def _fit(run: _Run, model, sources, val_data, steps: int, first_epoch: int, localization: bool, callbacks,
+         guard) -> dict[str, list[float]]:
+    """Every epoch left in one fit call; raises TrainingDiverged if the loss became NaN (last good checkpoint kept)."""
+    config = run.config
+    if first_epoch >= config.train.epochs:
+        return {}
+    # One dataset whose epochs are each seeded by (seed, epoch): a resumed run sees the same batches, and no
+    # epoch pays for a new fit call (about 1 s each).
+    train_data = pipeline.training_dataset(sources, config.data, config.role, localization, steps, first_epoch,
+                                           config.train.seed, end_epoch=config.train.epochs)
+    # Every validate_every-th epoch and always the last (Keras counts validation_freq epochs from 1).
+    validate_at = [e for e in range(first_epoch + 1, config.train.epochs + 1)
+                   if e % config.train.validate_every == 0 or e == config.train.epochs]
+    with warnings.catch_warnings():
+        # Keras warns when validation exhausts its (finite) dataset, which is exactly how the val split is
+        # meant to be read: every val example once per validation.
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        result = model.fit(train_data, epochs=config.train.epochs, initial_epoch=first_epoch,
+                           steps_per_epoch=steps, validation_data=val_data, validation_freq=validate_at,
+                           callbacks=callbacks, shuffle=False, verbose=0)
+    if guard.diverged_at is not None:
+        kept = tf.train.latest_checkpoint(os.path.join(run.write_dir, "checkpoints", "last"))
+        raise cb.TrainingDiverged(f"loss became NaN or infinite in epoch {guard.diverged_at}; the last good "
+                                  f"checkpoint is kept ({kept or 'none yet'})")
+    return {key: [float(v) for v in values] for key, values in result.history.items()}
+
+
+def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None, overwrite: bool,
+           devices: str | None, progress: bool, log, extra_callbacks: list) -> dict:
+    run = _prepare(config, records_dir, model_dir, teacher_dir, overwrite, devices)
+    sources, cases = _sources(config, records_dir, run.manifest, teacher_dir, progress, log)
+    steps = math.ceil(cases * config.data.examples_per_case / config.data.batch_size)
+    if run.chief:
+        log(f"{config.role}: {cases} training cases, {steps} steps per epoch, precision {run.policy}"
+            f"{' (auto)' if config.train.precision == 'auto' else ''}, XLA {'on' if run.jit else 'off'}")
+    localization = config.role == "student" and config.train.localization
+    val_files = records.split_files(records_dir, "val", run.manifest)
+    val_data = pipeline.validation_dataset(val_files, records.compression(run.manifest), config.data, config.role,
+                                           localization, run.multiple) if val_files else None
+    model, checkpoint, epoch_variable = _build_or_resume(run, log)
+    first_epoch = int(epoch_variable.numpy())
+    callbacks, guard, progress_line = _callbacks(run, model, checkpoint, epoch_variable, sources, steps,
+                                                 first_epoch, log, extra_callbacks)
+    history = _fit(run, model, sources, val_data, steps, first_epoch, localization, callbacks, guard)
     summary = {"history": history, "steps_per_epoch": steps, "first_epoch": first_epoch,
                "epoch_seconds": progress_line.seconds, "steady_steps_per_second": progress_line.steady_steps_per_second}
-    if chief:
-        summary.update(export(model, config, model_dir, hu_window))
+    if run.chief:
+        summary.update(export(model, config, model_dir, run.hu_window))
     return summary
 
 
