@@ -21,7 +21,7 @@ demo: $(INSTALLED)
 	$(BIN)/o2l demo --out $(DEMO_DIR) $(DEMO_FLAGS)
 
 demo-full: $(INSTALLED)
-	@# the same pipeline with the converged recipe (preset converge, 80 phantoms): about an hour on 2 CPU cores
+	@# the same pipeline with the converged recipe (preset converge, 80 phantoms): over an hour on 2 CPU cores (estimated)
 	$(BIN)/o2l demo --out $(DEMO_DIR)-full --scale full $(DEMO_FLAGS)
 
 test: $(INSTALLED)
@@ -36,7 +36,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/run.py
 
 reproduce: $(INSTALLED)
-	@# the paper's four studies on phantoms at medium scale (about an hour on 2 CPU cores; resumable)
+	@# the paper's four studies on phantoms at medium scale, one seed (about 70 minutes on 2 CPU cores; resumable)
 	$(BIN)/o2l reproduce --study all --scale medium --out reproduce-medium
 
 clean:
