@@ -173,6 +173,26 @@ def test_rerun_resumes_without_retraining(small, capsys):
         [[r[k] for k in scores] for r in csv.DictReader(before.decode().splitlines())]
 
 
+def test_committed_results_resume_elsewhere_retraining_only_a_needed_teacher(small, tmp_path):
+    """Only result.json files survive (docs/results/collect.py): a student still to train gets its teacher back."""
+    import shutil
+
+    from o2l_tf.reproduce.plan import METHOD, O2L_TEACHER
+    from o2l_tf.reproduce.runner import Reproduction
+
+    out = tmp_path / "elsewhere"
+    shutil.copytree(small[0], out, ignore=shutil.ignore_patterns("run", "predictions"))  # results, not runs
+    os.remove(out / "arms" / METHOD / "result.json")
+    lines = []
+    results = Reproduction(str(out), "small", build_phantom_records, progress=False, log=lines.append).run(
+        ["perturbation"])
+    assert any(f"{O2L_TEACHER}: finished earlier but its run is not here" in line for line in lines)
+    assert (out / "arms" / O2L_TEACHER / "run" / "teacher.keras").exists()
+    assert results[METHOD]["summary"] and (out / "arms" / METHOD / "result.json").exists()
+    trained = [line for line in lines if ": train " in line]
+    assert len(trained) == 1 and METHOD in trained[0]  # the perturbed student is finished: not retrained
+
+
 def test_another_scale_in_the_same_folder_is_refused(small, capsys):
     out, _, _ = small
     expect_one_line_error(capsys, ["reproduce", "--study", "table2", "--scale", "medium", "--out", str(out)],

@@ -25,7 +25,7 @@ from o2l_tf.data import boxes as box_ops
 from o2l_tf.data.records_builder import RecordsBuilder
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import atomic_write_bytes, read_json, write_json
-from o2l_tf.reproduce.plan import SCALES, Arm, Records, Scale, arms_for
+from o2l_tf.reproduce.plan import SCALES, Arm, Records, Scale, arms, arms_for
 
 
 def _cohort(path: str, spec, workers: int, progress: bool) -> None:
@@ -155,7 +155,7 @@ class Reproduction:
             self._write_box_partitions(predictions)
         else:
             config = self.config(arm)
-            teacher_dir = self.arm_dir(arm.teacher, "run") if arm.teacher else None
+            teacher_dir = self.teacher_run(arm.teacher) if arm.teacher else None
             self.stage(f"{arm.name}: train {arm.role} on {arm.records.name} ({' '.join(arm.overrides) or 'defaults'})")
             summary = self._train(config, records_dir, self.arm_dir(arm.name, "run"), teacher_dir)
             detail.update(config=config.to_dict(), steps_per_epoch=summary["steps_per_epoch"],
@@ -176,6 +176,19 @@ class Reproduction:
                    f"lesion {100 * lesion['dice_global']:.1f} / {100 * lesion['dice_per_case']:.1f} % "
                    f"(global / per case), {result['seconds']:.0f} s")
         return result
+
+    def teacher_run(self, name: str) -> str:
+        """The run folder of the teacher arm ``name``, which pseudo-labels a student.
+
+        A finished teacher whose run is gone (its ``result.json`` copied back from a committed results folder, to
+        resume on another machine) is trained again, seeded as before, without being rescored.
+        """
+        run_dir = self.arm_dir(name, "run")
+        if self.result(name) is not None and not os.path.exists(os.path.join(run_dir, "export.json")):
+            teacher = arms()[name]
+            self.stage(f"{name}: finished earlier but its run is not here: training it again to pseudo-label")
+            self._train(self.config(teacher), self.build(teacher.records), run_dir, None)
+        return run_dir
 
     def _train(self, config, records_dir: str, model_dir: str, teacher_dir: str | None) -> dict:
         from o2l_tf.training.run import train
