@@ -434,11 +434,12 @@ def report(work: str) -> None:
     lines = ["Raw predictions (the paper's post-processing only):", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_row(name, r)) + " |" for name, r in results.items()]
-    lines += ["", f"The same models with lesion components under {SMALL_LESION_MM3:g} mm3 removed "
-                  "(inference.min_lesion_mm3, the recipe's):", "",
-              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_row(name, r, "dev_small_removed")) + " |" for name, r in results.items()
-              if "dev_small_removed" in r]
+    rescored = [name for name, r in results.items() if "dev_small_removed" in r]
+    if rescored:  # rows scored before the rescore command existed have no such scores
+        lines += ["", f"The same models with lesion components under {SMALL_LESION_MM3:g} mm3 removed "
+                      "(inference.min_lesion_mm3, the recipe's):", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_row(name, results[name], "dev_small_removed")) + " |" for name in rescored]
     extra = []
     for name, r in results.items():
         if "pseudo_labels" in r:
