@@ -49,3 +49,25 @@ def test_seeds_table_shows_the_mean_and_each_seed():
 def test_adjacent_seeds_are_refused(tmp_path):
     with pytest.raises(InputError, match="adjacent"):
         reproduce(str(tmp_path), "table1", None, "small", seeds=[0, 1], progress=False, log=lambda *_: None)
+
+
+def test_studies_run_one_by_one_add_up_to_one_report(tmp_path, monkeypatch):
+    """--study table2, then --study perturbation: the second report still shows Table II (finished earlier)."""
+    from o2l_tf.io_utils import write_json
+    from o2l_tf.reproduce import runner
+
+    def finished(seed, study, value):
+        for row in study_rows(study):
+            (tmp_path / f"seed-{seed}" / "arms" / row.arm).mkdir(parents=True, exist_ok=True)
+            write_json(str(tmp_path / f"seed-{seed}" / "arms" / row.arm / "result.json"), _result(value, 4, 4, True))
+
+    for seed in (0, 2):
+        finished(seed, "table2", 0.8)
+    monkeypatch.setattr(runner.Reproduction, "run", lambda self, studies: finished(self.seed, studies[0], 0.3) or {})
+    reproduce(str(tmp_path), "perturbation", None, "small", seeds=[0, 2], progress=False, log=lambda *_: None)
+    report = (tmp_path / "report.md").read_text()
+    assert "### Table II" in report and "### Sec. IV-F" in report and "### Table I " not in report
+    assert "30.0 (30.0, 30.0)" in report and "80.0 (80.0, 80.0)" in report  # each study's own arms
+    for seed in (0, 2):
+        per_seed = (tmp_path / f"seed-{seed}" / "report.md").read_text()
+        assert "Table II" in per_seed and "IV-F" in per_seed

@@ -19,7 +19,7 @@ def reproduce(out: str, study: str, build_records, scale: str = "small", seed: i
     """
     from o2l_tf.errors import InputError
     from o2l_tf.reproduce.report import write_reports, write_seed_report
-    from o2l_tf.reproduce.runner import Reproduction
+    from o2l_tf.reproduce.runner import Reproduction, finished_results
 
     if study != "all" and study not in STUDIES:
         raise InputError(f"--study must be one of {', '.join(STUDIES)} or all, got {study!r}")
@@ -32,11 +32,17 @@ def reproduce(out: str, study: str, build_records, scale: str = "small", seed: i
         for each in seeds:
             folder = os.path.join(out, f"seed-{each}")
             reproduction = Reproduction(folder, scale, build_records, each, progress, log)
-            by_seed[each] = reproduction.run(studies)
-            write_reports(folder, studies, by_seed[each],
-                          f"o2l reproduce --study {study} --scale {scale} --seed {each} --out {folder}", scale, each)
+            ran = reproduction.run(studies)
+            by_seed[each] = {**finished_results(folder), **ran}
+        # The reports cover every study finished in the folder, not only this call's: studies run one by one
+        # (so that a stopped session leaves whole studies) still add up to one report.
+        reported = [s for s in STUDIES if s in studies or all(_complete(s, results) for results in by_seed.values())]
+        for each in seeds:
+            write_reports(os.path.join(out, f"seed-{each}"), reported, by_seed[each],
+                          f"o2l reproduce --study {study} --scale {scale} --seed {each} --out {out}/seed-{each}",
+                          scale, each)
         command = f"o2l reproduce --study {study} --scale {scale} --seeds {' '.join(map(str, seeds))} --out {out}"
-        report = write_seed_report(out, studies, by_seed, command, scale)
+        report = write_seed_report(out, reported, by_seed, command, scale)
         log(f"done: {out}/report.md")
         return report
     reproduction = Reproduction(out, scale, build_records, seed, progress, log)
@@ -46,6 +52,12 @@ def reproduce(out: str, study: str, build_records, scale: str = "small", seed: i
     reproduction.stage("done: " + ", ".join(f"{out}/{s}.md" for s in studies)
                        + (f", {out}/report.md" if len(studies) > 1 else ""))
     return report
+
+
+def _complete(study: str, results: dict) -> bool:
+    from o2l_tf.reproduce.plan import study_rows
+
+    return all(row.arm in results for row in study_rows(study))
 
 
 __all__ = ["SCALES", "STUDIES", "reproduce"]

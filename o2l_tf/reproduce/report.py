@@ -213,8 +213,10 @@ def write_seed_report(out: str, studies: list[str], by_seed: dict[int, dict[str,
     """``out/report.md``: every study over all seeds (mean, then each seed's value in seed order)."""
     env = environment()
     seeds = list(by_seed)
+    plans = [os.path.join(out, f"seed-{seed}", "plan.json") for seed in seeds]
+    started = {read_json(p).get("started_at_commit") for p in plans if os.path.exists(p)}
     header = ("# o2l reproduce: synthetic phantom results (not LiTS), several seeds\n\n"
-              + provenance(command, scale, seeds, env, None)
+              + provenance(command, scale, seeds, env, started.pop() if len(started) == 1 else None)
               + f"\n\nEach cell: the mean over the {len(seeds)} seeds, then each seed's value in the order "
                 f"{', '.join(map(str, seeds))}. Dice in %, global (G) and per case (PC) over each seed's held-out "
                 f"phantoms; recall is LiTS detection (IoU > 0.5) by lesion diameter; the paper's columns are its "

@@ -65,6 +65,17 @@ def write_truth_boxes(test_dir: str, path: str) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
+def finished_results(out: str) -> dict[str, dict]:
+    """Every finished arm of a reproduction folder (its ``arms/<arm>/result.json``), by arm name."""
+    found = {}
+    arms_dir = os.path.join(out, "arms")
+    for name in sorted(os.listdir(arms_dir)) if os.path.isdir(arms_dir) else []:
+        path = os.path.join(arms_dir, name, "result.json")
+        if os.path.exists(path):
+            found[name] = read_json(path)
+    return found
+
+
 class Reproduction:
     def __init__(self, out: str, scale: str, build_records: RecordsBuilder, seed: int = 0, progress: bool = True,
                  log=print):
