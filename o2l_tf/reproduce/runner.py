@@ -65,15 +65,17 @@ def write_truth_boxes(test_dir: str, path: str) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
+def arm_result(out: str, name: str) -> dict | None:
+    """A finished arm's ``arms/<arm>/result.json`` (written last), or None while it is unfinished."""
+    path = os.path.join(out, "arms", name, "result.json")
+    return read_json(path) if os.path.exists(path) else None
+
+
 def finished_results(out: str) -> dict[str, dict]:
-    """Every finished arm of a reproduction folder (its ``arms/<arm>/result.json``), by arm name."""
-    found = {}
+    """Every finished arm of a reproduction folder, by arm name."""
     arms_dir = os.path.join(out, "arms")
-    for name in sorted(os.listdir(arms_dir)) if os.path.isdir(arms_dir) else []:
-        path = os.path.join(arms_dir, name, "result.json")
-        if os.path.exists(path):
-            found[name] = read_json(path)
-    return found
+    names = sorted(os.listdir(arms_dir)) if os.path.isdir(arms_dir) else []
+    return {name: result for name in names if (result := arm_result(out, name)) is not None}
 
 
 class Reproduction:
@@ -145,8 +147,7 @@ class Reproduction:
         return apply_overrides(config, [*self.scale.overrides, f"train.seed={self.seed}", *arm.overrides])
 
     def result(self, name: str) -> dict | None:
-        path = self.arm_dir(name, "result.json")
-        return read_json(path) if os.path.exists(path) else None
+        return arm_result(self.out, name)
 
     def run_arm(self, arm: Arm) -> dict:
         done = self.result(arm.name)
