@@ -1,4 +1,4 @@
-"""The official LiTS metrics (../shared/reference/LITS.md), per volume and pooled over a dataset.
+"""The official LiTS metrics (the LiTS challenge rules, Bilic et al. 2023), per volume and pooled over a dataset.
 
 - liver = label >= 1, lesion = label == 2; lesions as objects = connected components of label == 2.
 - Dice per case = mean of per-volume Dice; a lesion volume empty in both reference and prediction scores 1,

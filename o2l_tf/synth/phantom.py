@@ -1,6 +1,6 @@
 """One synthetic LiTS-like CT case: geometry, lesions, contrast phase, noise and orientation.
 
-The numbers come from ../shared/reference/LITS.md (see the README's "Phantom generator" table).
+The numbers come from the LiTS facts listed in the README's "What a phantom contains" table.
 A case is generated in the canonical RAS+ voxel order and only stored in its drawn orientation,
 so the same anatomy can be written in several orientations for tests.
 """
@@ -13,9 +13,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from o2l_tf.synth import anatomy as anat
-from o2l_tf.synth import shapes
+from o2l_tf.synth.geometry import LESION, Anatomy
 from o2l_tf.synth.noise import ScanNoise
+from o2l_tf.synth.rendering import SliceGrid, render_slice
+from o2l_tf.synth.sampling import sample_anatomy
 from o2l_tf.synth.tissues import sample_tissues
 
 # Orientations met in LiTS (axis codes of the stored voxel axes), with how often we draw them.
@@ -36,7 +37,7 @@ class Phantom:
     orientation: str
     phase: str
     lesions: list[dict] = field(default_factory=list)
-    anatomy: anat.Anatomy | None = field(default=None, repr=False)  # the geometry, for checks
+    anatomy: Anatomy | None = field(default=None, repr=False)  # the geometry, for checks
 
     @property
     def affine_ras(self) -> np.ndarray:
@@ -62,7 +63,7 @@ class Phantom:
     def summary(self) -> dict:
         voxel_ml = float(np.prod(self.spacing)) / 1000.0
         liver_voxels = int(np.count_nonzero(self.segmentation))
-        lesion_components = int(ndimage.label(self.segmentation == anat.LESION, np.ones((3, 3, 3)))[1])
+        lesion_components = int(ndimage.label(self.segmentation == LESION, np.ones((3, 3, 3)))[1])
         return {
             "case": self.index,
             "shape": list(self.volume.shape),
@@ -72,7 +73,7 @@ class Phantom:
             "liver_volume_ml": round(liver_voxels * voxel_ml, 1),
             "lesions_planted": len(self.lesions),
             "lesion_components_in_label": lesion_components,
-            "lesion_volume_ml": round(int(np.count_nonzero(self.segmentation == anat.LESION)) * voxel_ml, 2),
+            "lesion_volume_ml": round(int(np.count_nonzero(self.segmentation == LESION)) * voxel_ml, 2),
             "lesions": self.lesions,
         }
 
@@ -81,47 +82,6 @@ def _choose(rng: np.random.Generator, weighted: dict):
     keys = list(weighted)
     p = np.array([weighted[k] for k in keys], dtype=float)
     return keys[int(rng.choice(len(keys), p=p / p.sum()))]
-
-
-def sample_lesion_count(rng: np.random.Generator) -> int:
-    """0-12 lesions, median about 3, a few cases without any (LITS.md: median 3, IQR 1-9)."""
-    if rng.uniform() < 0.12:
-        return 0
-    return int(np.clip(np.round(np.exp(rng.normal(np.log(3.5), 1.1))), 1, 12))
-
-
-def sample_lesion_diameter(rng: np.random.Generator) -> float:
-    """Log-uniform 3-65 mm: many small lesions, some over 50 mm."""
-    return float(np.exp(rng.uniform(np.log(3.0), np.log(65.0))))
-
-
-def _add_lesions(anatomy: anat.Anatomy, rng: np.random.Generator, phase: str, scale: float) -> list[dict]:
-    records = []
-    for _ in range(sample_lesion_count(rng)):
-        diameter = sample_lesion_diameter(rng) * scale
-        radius = diameter / 2
-        center = anat.random_point_in_liver(anatomy, rng, depth_mm=0.4 * radius)
-        if center is None:
-            continue
-        hyperdense = rng.uniform() < (0.15 if phase == "portal_venous" else 0.05)
-        if hyperdense:
-            contrast = rng.uniform(15, 50) if phase == "portal_venous" else rng.uniform(10, 25)
-        else:
-            contrast = -(rng.uniform(10, 80) if phase == "portal_venous" else rng.uniform(10, 40))
-        necrosis = rng.uniform(0.3, 0.6) if diameter > 30 and rng.uniform() < 0.5 else 0.0
-        lesion = anat.Lesion(
-            shape=anat.Ellipsoid(center, tuple(radius * rng.uniform(0.8, 1.2, 3)), rng.uniform(0, np.pi)),
-            noise=shapes.FourierNoise(rng, modes=5, wavelength_mm=(0.8 * diameter, 2.5 * diameter)),
-            roughness_mm=rng.uniform(0.05, 0.2) * radius,
-            border_mm=rng.uniform(0.03, 0.2) * radius,
-            contrast_hu=float(contrast),
-            necrotic_core=float(necrosis),
-            diameter_mm=diameter,
-        )
-        anatomy.lesions.append(lesion)
-        records.append({"diameter_mm": round(diameter, 2), "contrast_hu": round(float(contrast), 1),
-                        "center_mm": [round(float(c), 1) for c in center]})
-    return records
 
 
 def generate_phantom(index: int, size: int = 512, slices: tuple[int, int] = (60, 120), seed: int = 0,
@@ -135,13 +95,12 @@ def generate_phantom(index: int, size: int = 512, slices: tuple[int, int] = (60,
     body_scale = rng.uniform(0.9, 1.1)
     phase = "portal_venous" if rng.uniform() < 0.7 else "non_contrast"
     tissues = sample_tissues(rng, phase)
-    anatomy = anat.sample_anatomy(rng, body_scale)
-    lesions = _add_lesions(anatomy, rng, phase, body_scale)
+    anatomy = sample_anatomy(rng, body_scale, phase)
     orientation = orientation or _choose(rng, ORIENTATIONS)
 
     # In-plane spacing: the body fills 70-92% of the field (LITS.md: 0.56-1.0 mm at 512 px).
     fill = rng.uniform(0.70, 0.92)
-    pixel_512 = float(np.clip(2 * anatomy.body_semi[0] / fill / REFERENCE_SIZE, 0.56, 1.0))
+    pixel_512 = float(np.clip(2 * anatomy.abdomen.body_semi[0] / fill / REFERENCE_SIZE, 0.56, 1.0))
     pixel_mm = pixel_512 * REFERENCE_SIZE / size
     # Slice count and thickness: a 17-38 cm scan, in a standard reconstruction thickness.
     n_slices = int(rng.integers(slices[0], slices[1] + 1))
@@ -149,7 +108,7 @@ def generate_phantom(index: int, size: int = 512, slices: tuple[int, int] = (60,
     wanted = coverage / n_slices
     thickness = min(SLICE_THICKNESSES_MM, key=lambda t: abs(t - wanted))
     length = n_slices * thickness
-    height = anatomy.liver_height
+    height = anatomy.abdomen.liver_height
     if length >= height:
         bottom = -height - rng.uniform(0.3, 0.7) * (length - height)
     else:
@@ -158,7 +117,7 @@ def generate_phantom(index: int, size: int = 512, slices: tuple[int, int] = (60,
 
     axis = (np.arange(size, dtype=np.float32) - (size - 1) / 2) * np.float32(pixel_mm)
     u, v = np.meshgrid(axis - offset_u, axis - offset_v, indexing="ij")
-    grid = anat.SliceGrid(anatomy, u, v, pixel_mm)
+    grid = SliceGrid(anatomy, u, v, pixel_mm)
     heights = bottom + (np.arange(n_slices) + 0.5) * thickness
     noise_rng = np.random.default_rng([seed, index, 1])
     # Noise per voxel of the 512-px reference grid (LITS.md: SD 10-25 HU, smoothed in-plane by 0.5-1 of its
@@ -169,11 +128,12 @@ def generate_phantom(index: int, size: int = 512, slices: tuple[int, int] = (60,
     volume = np.empty((size, size, n_slices), np.int16)
     segmentation = np.empty((size, size, n_slices), np.uint8)
     for k, w in enumerate(heights):
-        hu, label = anat.render_slice(anatomy, tissues, grid, float(w))
+        hu, label = render_slice(anatomy, tissues, grid, float(w))
         hu = ndimage.gaussian_filter(hu, psf_sigma) + noise.slice(noise_rng)
         volume[:, :, k] = np.clip(np.rint(hu), -1024, 3071)
         segmentation[:, :, k] = label
     origin = (float(axis[0] - offset_u), float(axis[0] - offset_v), float(heights[0]))
     return Phantom(index=index, volume=volume, segmentation=segmentation,
                    spacing=(pixel_mm, pixel_mm, float(thickness)), origin=origin,
-                   orientation=orientation, phase=phase, lesions=lesions, anatomy=anatomy)
+                   orientation=orientation, phase=phase, lesions=[lesion.record() for lesion in anatomy.lesions],
+                   anatomy=anatomy)

@@ -1,6 +1,6 @@
 """Hounsfield units per tissue and contrast phase.
 
-Sources: ../shared/reference/LITS.md (portal-venous values from the LiTS brief) and standard
+Sources: the LiTS facts of the README's "What a phantom contains" table (portal-venous values) and standard
 abdominal CT values for the non-contrast phase. Each case draws its own values from these ranges,
 so absolute intensity never identifies an organ: the spleen overlaps the liver in both phases and
 muscle overlaps it in the non-contrast phase.
@@ -38,6 +38,29 @@ class TissueValues:
     disc: float
     csf: float
     table: float
+    # Fixed in every case: aerated lung, bowel content, and the amplitudes of the smooth texture fields (HU per
+    # unit of the field, which spans about -1 to 1) that keep fat, lung, stool and parenchyma from being flat.
+    lung: float = -860.0
+    lung_texture: float = 40.0
+    visceral_fat_texture: float = 12.0
+    liver_texture: float = 4.0
+    stool: float = -250.0
+    stool_texture: float = 200.0
+
+    @property
+    def rib_cortex(self) -> float:
+        """Thin rib cortex, partial-volumed with marrow: 80 % of the vertebral cortex."""
+        return self.cortical_bone * 0.8
+
+    @property
+    def blood(self) -> float:
+        """The heart's blood pool, as the IVC's (the same phase of contrast)."""
+        return self.ivc
+
+    @property
+    def necrosis(self) -> float:
+        """A necrotic core's ceiling: fluid with debris, never brighter than the lesion around it."""
+        return self.fluid + 10.0
 
 
 def sample_tissues(rng: np.random.Generator, phase: str) -> TissueValues:

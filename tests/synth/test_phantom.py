@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from o2l_tf.synth import anatomy as anat
-from o2l_tf.synth.phantom import (ORIENTATIONS, generate_phantom, sample_lesion_count,
-                                  sample_lesion_diameter)
+from o2l_tf.synth import geometry as anat
+from o2l_tf.synth.phantom import ORIENTATIONS, generate_phantom
+from o2l_tf.synth.sampling import sample_lesion_count, sample_lesion_diameter
 
 SIZE = 64
 
@@ -51,7 +51,7 @@ def test_every_lesion_voxel_lies_inside_the_analytic_liver(phantoms):
         u, v, w = world_coordinates(phantom, lesion)
         # Evaluate the carved liver surface voxel by voxel, independently of the slice renderer.
         # The renderer interpolates the smooth shape noise (< 0.1 mm error), hence the 0.25 mm slack.
-        sdf = np.array([float(anat.carved_liver_sdf(phantom.anatomy, u[n], v[n], float(w[n]))) for n in range(u.size)])
+        sdf = np.array([float(anat.carved_liver_sdf(phantom.anatomy.abdomen, u[n], v[n], float(w[n]))) for n in range(u.size)])
         assert sdf.max() < 0.25
         checked += u.size
     assert checked > 0
@@ -63,7 +63,7 @@ def test_liver_label_matches_the_analytic_liver_surface(phantoms):
     mask = np.zeros_like(phantom.segmentation, bool)
     mask[:, :, k] = True
     u, v, w = world_coordinates(phantom, mask)
-    sdf = anat.carved_liver_sdf(phantom.anatomy, u, v, float(w[0]))
+    sdf = anat.carved_liver_sdf(phantom.anatomy.abdomen, u, v, float(w[0]))
     expected = (sdf < 0).reshape(SIZE, SIZE)
     agreement = np.mean(expected == (phantom.segmentation[:, :, k] > 0))
     assert agreement > 0.99  # the renderer interpolates smooth noise, so a few edge pixels may differ
@@ -94,9 +94,9 @@ def test_spleen_is_close_to_liver_in_both_phases():
         phantom = generate_phantom(index, size=96, slices=(30, 30), seed=21)
         grid = np.ones(phantom.volume.shape, bool)
         u, v, w = world_coordinates(phantom, grid)
-        organ = phantom.anatomy.spleen
+        organ = phantom.anatomy.abdomen.spleen
         spleen = (organ.sdf(u, v, w) < -6).reshape(phantom.volume.shape)
-        spleen &= ~(phantom.anatomy.spleen_hollow.sdf(u, v, w) < 6).reshape(phantom.volume.shape)
+        spleen &= ~(phantom.anatomy.abdomen.spleen_hollow.sdf(u, v, w) < 6).reshape(phantom.volume.shape)
         liver = _interior(phantom.segmentation == anat.LIVER, 2)
         if spleen.sum() < 30 or liver.sum() < 30:
             continue
@@ -151,10 +151,10 @@ def test_liver_size_and_geometry_are_lits_like():
         pixel_at_512 = phantom.spacing[0] * SIZE / 512
         assert 0.56 - 1e-6 <= pixel_at_512 <= 1.0 + 1e-6
         assert 0.7 <= phantom.spacing[2] <= 5.0
-        assert 150 * 0.9 <= phantom.anatomy.liver_height <= 200 * 1.1
+        assert 150 * 0.9 <= phantom.anatomy.abdomen.liver_height <= 200 * 1.1
         liver_ml = phantom.summary()["liver_volume_ml"]
         covered = (phantom.segmentation > 0).any(axis=(0, 1)).sum() * phantom.spacing[2]
-        if covered >= 0.95 * phantom.anatomy.liver_height:
+        if covered >= 0.95 * phantom.anatomy.abdomen.liver_height:
             assert 900 <= liver_ml <= 3200, liver_ml
 
 
