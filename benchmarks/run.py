@@ -100,7 +100,7 @@ def synth(out: str, cases: int, size: int, slices: tuple[int, int], seed: int = 
 
 
 def records(work: str, name: str, size: int, cases: int = 3, slices=(16, 20)) -> str:
-    from tfrecords_builder.build import BuildConfig, build_records
+    from o2l_tfrecords_builder.build import BuildConfig, build_records
 
     phantoms = synth(os.path.join(work, f"phantoms-{name}"), cases, size, slices)
     out = os.path.join(work, f"records-{name}")

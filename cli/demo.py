@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.errors import reports_bad_input
+from .errors import reports_bad_input
 
 
 @click.command("demo")
@@ -21,6 +21,6 @@ from cli.errors import reports_bad_input
 def demo(out, scale, precision, quiet):
     """Synthesise phantoms, build records, train teacher and student, predict held-out phantoms, evaluate."""
     from o2l_tf.demo import run_demo
-    from tfrecords_builder.build import build_phantom_records
+    from o2l_tfrecords_builder.build import build_phantom_records
 
     run_demo(out, build_phantom_records, scale, progress=not quiet, log=click.echo, precision=precision)

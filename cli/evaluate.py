@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.errors import reports_bad_input
+from .errors import reports_bad_input
 
 
 @click.command("evaluate")

@@ -19,13 +19,13 @@ def o2l() -> None:
 
 
 def _register_commands() -> None:
-    from cli.demo import demo
-    from cli.evaluate import evaluate
-    from cli.predict import predict
-    from cli.records import build_records, inspect_records
-    from cli.reproduce import reproduce
-    from cli.synth import synth
-    from cli.train import pseudo_label, train
+    from .demo import demo
+    from .evaluate import evaluate
+    from .predict import predict
+    from .records import build_records, inspect_records
+    from .reproduce import reproduce
+    from .synth import synth
+    from .train import pseudo_label, train
 
     for command in (synth, build_records, inspect_records, train, pseudo_label, predict, evaluate, demo,
                     reproduce):

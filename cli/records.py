@@ -6,7 +6,7 @@ import os
 
 import click
 
-from cli.errors import reports_bad_input
+from .errors import reports_bad_input
 
 
 def _split(text: str) -> tuple[int, int, int]:
@@ -49,7 +49,7 @@ def build_records(data, cases_file, layout, out, split, split_file, boxes, pertu
                   hu_window, shards, compression, workers, overwrite, quiet):
     """Turn a NIfTI cohort into sharded TFRecords of three-slice examples with box channels."""
     from o2l_tf.data.inspect import summary_lines
-    from tfrecords_builder.build import BuildConfig, build_records as build
+    from o2l_tfrecords_builder.build import BuildConfig, build_records as build
 
     config = BuildConfig(data=data, cases_file=cases_file, layout=layout, split=split, split_file=split_file,
                          seed=seed, boxes=boxes, perturb_boxes=perturb_boxes, margin_slices=margin_slices,

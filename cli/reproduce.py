@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.errors import BadInput, reports_bad_input
+from .errors import BadInput, reports_bad_input
 from o2l_tf.reproduce.plan import SCALES
 
 
@@ -31,6 +31,6 @@ def reproduce(study, out, scale, seed, seeds, quiet):
             chosen = [int(s) for s in seeds.replace(" ", ",").split(",") if s]
         except ValueError:
             raise BadInput(f"--seeds {seeds!r}: expected integers separated by commas, e.g. 0,2") from None
-    from tfrecords_builder.build import build_phantom_records
+    from o2l_tfrecords_builder.build import build_phantom_records
 
     click.echo(run(out, study, build_phantom_records, scale, seed, progress=not quiet, log=click.echo, seeds=chosen))

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from cli.errors import reports_bad_input
+from .errors import reports_bad_input
 
 
 def parse_range(text: str) -> tuple[int, int]:

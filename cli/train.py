@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.errors import BadInput, reports_bad_input
+from .errors import BadInput, reports_bad_input
 from o2l_tf.configs.run import PRESETS
 
 

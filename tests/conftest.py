@@ -24,7 +24,7 @@ def lits_cohort(tmp_path_factory):
 def small_records(tmp_path_factory):
     """Records of six 48-px phantoms (split 50:34:16), shared by the pipeline and training tests."""
     from o2l_tf.synth.cohort import CohortSpec, write_cohort
-    from tfrecords_builder.build import BuildConfig, build_records
+    from o2l_tfrecords_builder.build import BuildConfig, build_records
 
     root = tmp_path_factory.mktemp("training")
     write_cohort(str(root / "phantoms"), CohortSpec(cases=6, size=48, slices=(16, 22), seed=5), progress=False)

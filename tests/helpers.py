@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cli.main import main
+from o2l_cli.main import main
 
 TF_NOISE = ("I0000", "WARNING", "E0000", "W0000")
 

@@ -8,11 +8,11 @@ import sys
 import click
 import pytest
 
-from cli.errors import BadInput, reports_bad_input
+from o2l_cli.errors import BadInput, reports_bad_input
 from o2l_tf.errors import InputError
 
-MODULES = ("cli.main", "cli.demo", "cli.evaluate", "cli.predict", "cli.records", "cli.reproduce", "cli.synth",
-           "cli.train", "cli.errors")
+MODULES = ("o2l_cli.main", "o2l_cli.demo", "o2l_cli.evaluate", "o2l_cli.predict", "o2l_cli.records",
+           "o2l_cli.reproduce", "o2l_cli.synth", "o2l_cli.train", "o2l_cli.errors")
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -43,7 +43,7 @@ def test_a_library_bug_exits_1_with_its_traceback(tmp_path, monkeypatch):
     script = ("import sys; import o2l_tf.synth.cohort as c\n"
               "def broken(*a, **k): raise ValueError('internal: bad reshape')\n"
               "c.write_cohort = broken\n"
-              "from cli.main import main; main(['synth', sys.argv[1], '--cases', '1', '--size', '32'])")
+              "from o2l_cli.main import main; main(['synth', sys.argv[1], '--cases', '1', '--size', '32'])")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1
@@ -63,5 +63,5 @@ def test_imports_flow_one_way_cli_to_o2l_tf_to_nothing_above_it():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.relative_to(root)}: {n}" for n in names
-                          if n.split(".")[0] in ("cli", "tfrecords_builder")]
+                          if n.split(".")[0] in ("cli", "tfrecords_builder", "o2l_cli", "o2l_tfrecords_builder")]
     assert not offenders, offenders

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from o2l_tf.reproduce import reproduce
 from o2l_tf.reproduce.plan import RATIOS, arms, study_rows
-from tfrecords_builder.build import build_phantom_records
+from o2l_tfrecords_builder.build import build_phantom_records
 from tests.helpers import expect_one_line_error, liver_dice_of_files, run_cli
 from tests.notebook_runner import run_notebook
 

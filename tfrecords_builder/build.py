@@ -33,7 +33,7 @@ from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json, write_json
 from o2l_tf.nifti import (Reorientation, check_3d, check_same_grid, file_sha256, load_image, read_canonical_hu,
                           read_labels)
-from tfrecords_builder import sources
+from . import sources
 
 WORK = ".work"
 MB = 1 << 20

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cli.main import main
+from o2l_cli.main import main
 from o2l_tf.synth.cohort import CohortSpec, write_cohort
 
 

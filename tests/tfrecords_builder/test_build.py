@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from o2l_tf.data import records, schema
 from o2l_tf.data.boxes import LESION_PERTURBATION, LIVER_PERTURBATION, perturb_box
-from tfrecords_builder import build as build_module
-from tfrecords_builder.build import BuildConfig, assign_splits, build_records
+from o2l_tfrecords_builder import build as build_module
+from o2l_tfrecords_builder.build import BuildConfig, assign_splits, build_records
 from tests.tfrecords_builder.conftest import save_case
 
 SPLIT = (40, 40, 20)  # of 5 cases: 2 strong, 2 weak, 1 val
@@ -317,7 +317,7 @@ def test_the_build_never_imports_tensorflow(lits_dir, tmp_path):
     import sys
 
     code = ("import sys\n"
-            "from tfrecords_builder.build import BuildConfig, build_records\n"
+            "from o2l_tfrecords_builder.build import BuildConfig, build_records\n"
             f"build_records(BuildConfig(data={lits_dir!r}, split=(40, 40, 20)), {str(tmp_path / 'r')!r}, "
             "workers=1, progress=False)\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cli.main import main
+from o2l_cli.main import main
 from o2l_tf.configs.run import apply_overrides, preset
 from o2l_tf.errors import InputError
 from o2l_tf.training import pseudo_labels
@@ -262,7 +262,7 @@ def test_teacher_overfits_a_handful_of_examples(small_records, tmp_path):
 
 def test_exported_savedmodel_uses_the_records_hu_window(small_records, tmp_path):
     from o2l_tf.data.records import normalize_hu
-    from tfrecords_builder.build import BuildConfig, build_records
+    from o2l_tfrecords_builder.build import BuildConfig, build_records
 
     phantoms = os.path.join(os.path.dirname(small_records), "phantoms")
     records_dir = str(tmp_path / "records")

@@ -185,7 +185,7 @@ def _o2l(work: str, code: str, args: list[str]) -> None:
     path = _code_path(work, code)
     env = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-c", "import sys, o2l_tf; assert o2l_tf.__file__.startswith(sys.argv[1]), "
-               "o2l_tf.__file__; from cli.main import main; main(sys.argv[2:])", path,
+               "o2l_tf.__file__; from o2l_cli.main import main; main(sys.argv[2:])", path,
                *args]  # paths in args are absolute: main() makes --work absolute
     subprocess.run(command, check=True, env=env, cwd=path)
 
