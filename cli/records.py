@@ -37,6 +37,9 @@ def _window(text: str) -> tuple[float, float]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--margin-slices", type=click.IntRange(min=0), default=2, show_default=True,
               help="Slices kept beyond the first/last box in strong and weak cases.")
+@click.option("--spacing", default="auto", show_default=True,
+              help="In-plane spacing of the records: auto (median of the strong cases, nnU-Net's rule), native (no "
+                   "resampling, the paper's), or X,Y in mm. o2l predict resamples to it and back.")
 @click.option("--hu-window", default="-200:250", show_default=True, callback=lambda c, p, v: _window(v),
               help="HU clipping window (paper: -200:250).")
 @click.option("--shards", type=click.IntRange(min=1), help="Shards per split [default: ~150 MB each].")
@@ -46,14 +49,14 @@ def _window(text: str) -> tuple[float, float]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @reports_bad_input
 def build_records(data, cases_file, layout, out, split, split_file, boxes, perturb_boxes, seed, margin_slices,
-                  hu_window, shards, compression, workers, overwrite, quiet):
+                  spacing, hu_window, shards, compression, workers, overwrite, quiet):
     """Turn a NIfTI cohort into sharded TFRecords of three-slice examples with box channels."""
     from o2l_tf.data.inspect import summary_lines
-    from o2l_tfrecords_builder.build import BuildConfig, build_records as build
+    from o2l_tfrecords_builder.build import BuildConfig, build_records as build, parse_spacing
 
     config = BuildConfig(data=data, cases_file=cases_file, layout=layout, split=split, split_file=split_file,
                          seed=seed, boxes=boxes, perturb_boxes=perturb_boxes, margin_slices=margin_slices,
-                         hu_window=hu_window, shards=shards, compression="GZIP" if compression == "gzip" else "")
+                         spacing=parse_spacing(spacing), hu_window=hu_window, shards=shards, compression="GZIP" if compression == "gzip" else "")
     manifest = build(config, out, workers=workers or (os.cpu_count() or 1), overwrite=overwrite,
                      progress=not quiet)
     click.echo("\n".join(summary_lines(out, manifest)))

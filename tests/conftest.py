@@ -28,6 +28,8 @@ def small_records(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("training")
     write_cohort(str(root / "phantoms"), CohortSpec(cases=6, size=48, slices=(16, 22), seed=5), progress=False)
-    build_records(BuildConfig(data=str(root / "phantoms"), split=(50, 34, 16)), str(root / "records"),
-                  progress=False)
+    # native spacing: these tests take whole 48-px slices as crops (resampling is tested in tests/tfrecords_builder,
+    # tests/inference/test_spacing.py and, end to end, by o2l demo in tests/test_demo.py)
+    build_records(BuildConfig(data=str(root / "phantoms"), split=(50, 34, 16), spacing="native"),
+                  str(root / "records"), progress=False)
     return str(root / "records")

@@ -27,7 +27,7 @@ import numpy as np
 from o2l_tf import __version__
 from o2l_tf import fs
 from o2l_tf.data import boxes as box_ops
-from o2l_tf.data import box_files, schema, tfrecord_wire
+from o2l_tf.data import box_files, resample, schema, tfrecord_wire
 from o2l_tf.data.tfrecord_wire import Chunk
 from o2l_tf.errors import InputError
 from o2l_tf.io_utils import read_json, write_json
@@ -52,6 +52,9 @@ class BuildConfig:
     boxes: str | None = None
     perturb_boxes: bool = False
     margin_slices: int = 2
+    # in-plane spacing of the records: "auto" (median of the strong cases, nnU-Net's rule), "native" (no
+    # resampling: the paper's and the `paper` preset's), or (x_mm, y_mm)
+    spacing: str | tuple[float, float] = "auto"
     hu_window: tuple[float, float] = schema.PAPER_HU_WINDOW
     shards: int | None = None
     shard_mb: int = 150
@@ -74,6 +77,11 @@ class BuildConfig:
         low, high = self.hu_window
         if not low < high:
             raise InputError(f"--hu-window must be LOW:HIGH with LOW < HIGH, got {low}:{high}")
+        if isinstance(self.spacing, str):
+            if self.spacing not in SPACING_MODES:
+                raise InputError(f"--spacing must be auto, native or X,Y in mm, got {self.spacing!r}")
+        elif len(self.spacing) != 2 or not all(0.05 <= float(s) <= 20 for s in self.spacing):
+            raise InputError(f"--spacing X,Y must be two in-plane spacings of 0.05-20 mm, got {self.spacing}")
         if self.shards is not None and self.shards < 1:
             raise InputError(f"--shards must be >= 1, got {self.shards}")
         if self.compression not in ("GZIP", ""):
@@ -85,7 +93,41 @@ class BuildConfig:
         record = asdict(self)
         record["split"] = list(self.split)
         record["hu_window"] = [float(x) for x in self.hu_window]
+        record["spacing"] = self.spacing if isinstance(self.spacing, str) else [float(x) for x in self.spacing]
         return record
+
+
+SPACING_MODES = ("auto", "native")
+
+
+def parse_spacing(text: str):
+    """``auto`` | ``native`` | ``X,Y`` (mm) as BuildConfig.spacing; raises InputError on anything else."""
+    text = text.strip().lower()
+    if text in SPACING_MODES:
+        return text
+    try:
+        values = tuple(float(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2:
+        raise InputError(f"--spacing must be auto, native or X,Y in mm (e.g. 0.8,0.8), got {text!r}")
+    return values
+
+
+def target_spacing(config: BuildConfig, cases: list[sources.CaseSource], split_of: dict[str, str]):
+    """The records' in-plane spacing (x, y) in mm, or None for native: ``auto`` is the per-axis median of the strong
+    cases' canonical in-plane spacings (read from their headers)."""
+    if config.spacing == "native":
+        return None
+    if not isinstance(config.spacing, str):
+        return tuple(float(x) for x in config.spacing)
+    spacings = []
+    for source in cases:
+        if split_of.get(source.case_id) == "strong":
+            image = load_image(source.image)
+            check_3d(image, source.image)
+            spacings.append(Reorientation.of(image).canonical_spacing[:2])
+    return tuple(round(float(x), 4) for x in np.median(np.array(spacings), axis=0))
 
 
 # ----------------------------------------------------------------------------------------------- splits
@@ -150,6 +192,7 @@ class CaseJob:
     config: BuildConfig
     work_dir: str
     user_boxes: list = field(default_factory=list)
+    target_spacing: tuple[float, float] | None = None  # in-plane mm of the records; None keeps the scan's
 
 
 def _three_slice_group(slices: np.ndarray, z: int) -> bytes:
@@ -201,9 +244,21 @@ def process_case(job: CaseJob) -> dict:
         label = reorientation.to_canonical(read_labels(label_image, source.label), slice_major=True)
 
     depth, height, width = slices.shape
+    native_shape, spacing = (height, width), reorientation.canonical_spacing
+    if resample.needs_resampling(spacing, job.target_spacing):
+        height, width = resample.resampled_shape(native_shape, spacing[:2], job.target_spacing)
+        slices = np.stack([resample.resample_image(plane, (height, width)) for plane in slices])
+        if label is not None:
+            label = np.stack([resample.resample_labels(plane, (height, width), schema.NUM_CLASSES) for plane in label])
+        # the grids share the field of view's edges, so this is the records' exact pixel size (about the target)
+        spacing = (spacing[0] * native_shape[0] / height, spacing[1] * native_shape[1] / width, spacing[2])
     if use_user_boxes:
         user = box_files.per_slice_boxes(job.user_boxes, reorientation, config.boxes, source.image)
-        boxes_by_slice = [user.get(z, ([], [])) for z in range(depth)]
+        boxes_by_slice = []
+        for z in range(depth):
+            organ, lesion = user.get(z, ([], []))
+            boxes_by_slice.append(([resample.scale_box(b, native_shape, (height, width)) for b in organ],
+                                   [resample.scale_box(b, native_shape, (height, width)) for b in lesion]))
     else:
         boxes_by_slice = [box_ops.slice_boxes(label[z]) for z in range(depth)]
     if split == "weak" and config.perturb_boxes:
@@ -214,7 +269,6 @@ def process_case(job: CaseJob) -> dict:
         raise InputError(f"{config.boxes or source.label}: weak case {source.case_id} has no liver or lesion box")
     selected = _selected_slices(has_box, config.margin_slices, keep_all=(split == "val"))
 
-    spacing = reorientation.canonical_spacing
     path = _case_file(job.work_dir, source.case_id, ".chunks")
     temporary = path + ".tmp"
     total_bytes = 0
@@ -245,8 +299,10 @@ def process_case(job: CaseJob) -> dict:
         "original_shape": list(reorientation.file_shape),
         "original_affine": np.round(reorientation.file_affine, 6).tolist(),
         "original_axcodes": reorientation.axcodes,
-        "canonical_shape": [height, width, depth],
-        "spacing_mm": [round(s, 6) for s in spacing],
+        "canonical_shape": [height, width, depth],  # of the records (resampled in-plane unless native)
+        "spacing_mm": [round(float(s), 6) for s in spacing],
+        "native_shape": [native_shape[0], native_shape[1], depth],
+        "native_spacing_mm": [round(float(s), 6) for s in reorientation.canonical_spacing],
         "examples": int(selected.size),
         "slices": [int(z) for z in selected],
         "slices_with_boxes": int(has_box.sum()),
@@ -374,10 +430,12 @@ def _resolve_cases(config: BuildConfig) -> tuple[str, list[sources.CaseSource]]:
 
 
 def build_phantom_records(data: str, out: str, split: tuple[int, int, int], seed: int = 0,
-                          perturb_boxes: bool = False, workers: int = 1, progress: bool = True) -> dict:
+                          perturb_boxes: bool = False, workers: int = 1, progress: bool = True,
+                          spacing="auto") -> dict:
     """Records of a phantom cohort folder with default settings, replacing an earlier build in ``out``: the
     ``RecordsBuilder`` that ``o2l demo`` and ``o2l reproduce`` are given (o2l_tf never imports this package)."""
-    return build_records(BuildConfig(data=data, split=tuple(split), seed=seed, perturb_boxes=perturb_boxes), out,
+    return build_records(BuildConfig(data=data, split=tuple(split), seed=seed, perturb_boxes=perturb_boxes,
+                                     spacing=spacing), out,
                          workers=workers, overwrite=True, progress=progress)
 
 
@@ -403,6 +461,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
 
     identity = config.identity()
     identity["cases"] = [[c.case_id, c.image, c.label] for c in cases]
+    target = target_spacing(config, cases, split_of)
     manifest_path = os.path.join(out, schema.MANIFEST)
     if fs.exists(manifest_path) and read_json(manifest_path).get("config") == identity:
         return read_json(manifest_path)  # already complete
@@ -417,7 +476,7 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
         if done is not None:
             entries[source.case_id] = done
         else:
-            jobs.append(CaseJob(source, split, config, work, user_boxes.get(source.case_id, [])))
+            jobs.append(CaseJob(source, split, config, work, user_boxes.get(source.case_id, []), target))
     bar = _progress(len(jobs), progress)
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
@@ -454,6 +513,8 @@ def build_records(config: BuildConfig, out: str, workers: int = 1, overwrite: bo
         "preprocessing": {
             "orientation": "RAS (canonical axes: right, anterior, superior)",
             "hu_window": [float(x) for x in config.hu_window],
+            # in-plane only (the slices stay the scan's own): images linear, labels per class linear + argmax
+            "spacing": {"mode": config.identity()["spacing"], "target_mm": None if target is None else list(target)},
             "image_dtype": "int16 little-endian, (H, W, 3) = (slice below, slice, slice above)",
             "normalisation": "in the reader: (HU - low) / (high - low), giving [0, 1]",
             "compression": config.compression or "none",

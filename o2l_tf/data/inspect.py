@@ -14,6 +14,10 @@ def summary_lines(records_dir: str, manifest: dict | None = None) -> list[str]:
     lines = [f"{records_dir}: schema {manifest['schema_version']}, o2l {manifest['o2l_version']}, "
              f"layout {manifest['layout']}, weak boxes from {manifest['boxes']['weak_source']}"
              + (", perturbed" if manifest["boxes"]["perturbation"] else "")]
+    spacing = manifest["preprocessing"].get("spacing", {"target_mm": None})
+    target = spacing["target_mm"]
+    lines.append("  in-plane spacing: native (not resampled)" if target is None else
+                 f"  in-plane spacing: {target[0]:g} x {target[1]:g} mm ({spacing['mode']}; slices kept as scanned)")
     for split in schema.SPLITS:
         info = manifest["splits"][split]
         lines.append(f"  {split:<6} {len(info['cases']):>4} cases {info['examples']:>7} examples "

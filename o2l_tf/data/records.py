@@ -21,6 +21,13 @@ def compression(manifest: dict) -> str:
     return "" if value == "none" else value
 
 
+def target_spacing(manifest: dict):
+    """The records' in-plane spacing (x, y) in mm, or None when they keep every scan's own (``--spacing native``
+    and builds from before the option)."""
+    target = manifest.get("preprocessing", {}).get("spacing", {}).get("target_mm")
+    return None if target is None else (float(target[0]), float(target[1]))
+
+
 def normalize_hu(hu, hu_window=schema.PAPER_HU_WINDOW):
     """The network's input scaling: HU clipped to the window, then mapped to [0, 1]."""
     low, high = hu_window[0], hu_window[1]

@@ -26,6 +26,7 @@ class InferenceModel:
     path: str
     precision: str = "float32"  # float32, or bfloat16 (mixed: bf16 convolutions, float32 probabilities)
     min_lesion_mm3: float = 0.0  # the run's post-processing (export.json); 0: the paper's
+    spacing: tuple[float, float] | None = None  # in-plane mm the network was trained at (export.json); None: native
 
     @property
     def needs_boxes(self) -> bool:
@@ -117,6 +118,7 @@ def load_inference_model(path: str, hu_window: tuple[float, float] | None = None
     if hu_window is None:
         hu_window = tuple(info.get("hu_window", PAPER_HU_WINDOW))
     min_lesion_mm3 = float(info.get("postprocess", {}).get("min_lesion_mm3", 0.0))
+    spacing = info.get("spacing_mm")
     pools = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in network.layers)
     return InferenceModel(network, role, (float(hu_window[0]), float(hu_window[1])), 2 ** pools, file, precision,
-                          min_lesion_mm3)
+                          min_lesion_mm3, None if spacing is None else (float(spacing[0]), float(spacing[1])))

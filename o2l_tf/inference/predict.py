@@ -1,8 +1,8 @@
 """``o2l predict``: NIfTI volumes in, label volumes out on exactly the input's voxel grid, shape and affine.
 
 Per input: read (header scaling applied) -> canonical RAS+ int16 HU -> every three-slice group through the
-network in batches -> argmax -> post-processing -> back to the file's grid -> ``uint8`` NIfTI with the input's
-header geometry. Each output is written under a temporary name and renamed when complete.
+network in batches (resampled in-plane to the model's spacing and back, when they differ) -> argmax ->
+post-processing -> back to the file's grid -> ``uint8`` NIfTI with the input's header geometry. Each output is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from o2l_tf.errors import InputError
 from o2l_tf.inference import naming
 from o2l_tf.inference.loading import InferenceModel, load_inference_model
 from o2l_tf.inference.postprocess import postprocess
-from o2l_tf.inference.volume import SlicePredictor, predict_volume
+from o2l_tf.inference.volume import SlicePredictor, network_grid, predict_volume
 from o2l_tf.io_utils import atomic_write_bytes, reproducible_gzip
 from o2l_tf.nifti import Reorientation, check_3d, load_image, read_canonical_hu
 
@@ -137,8 +137,9 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
         boxes = BoxLookup(user_boxes, reorientation, box_file, input_path)
     with tqdm(total=hu.shape[2], desc=os.path.basename(input_path), unit="slice", disable=not progress,
               dynamic_ncols=True, leave=False) as bar:
+        grid = network_grid(hu.shape[:2], reorientation.canonical_spacing, model.spacing)
         labels, probabilities = predict_volume(predictor, hu, options.batch_size, boxes, options.probabilities,
-                                               on_batch=bar.update)
+                                               on_batch=bar.update, grid=grid)
     preview = None
     if not options.preview:
         del hu  # the HU volume is only needed again for the preview: the label volumes need the room
@@ -193,8 +194,10 @@ def predict_files(model_path: str, inputs: list[str], out_dir: str, options: Pre
     predictor = SlicePredictor(model, options.tta)
     smallest = model.min_lesion_mm3 if options.min_lesion_mm3 is None else options.min_lesion_mm3
     removal = f", lesions under {smallest:g} mm3 removed" if options.postprocess and smallest > 0 else ""
+    grid = "native spacing" if model.spacing is None else \
+        f"resampled in-plane to {model.spacing[0]:g} x {model.spacing[1]:g} mm and back"
     log(f"model {model.path} ({model.role}, {model.precision}, HU window {model.hu_window[0]:g}..{model.hu_window[1]:g}"
-        f"{removal}); {len(plan)} volume(s) -> {out_dir}")
+        f", {grid}{removal}); {len(plan)} volume(s) -> {out_dir}")
     results = []
     for number, (path, output) in enumerate(plan, start=1):
         user_boxes = boxes_by_case.get(naming.case_id(path)) if boxes_by_case and model.needs_boxes else None

@@ -1,5 +1,7 @@
 """Predicting a whole canonical volume: every three-slice group, batched, padded to the network's multiple.
 
+When the network was trained at another in-plane spacing, each batch of groups is resampled to the network's grid
+and its probabilities brought back to the volume's own grid before the argmax (``o2l_tf.data.resample``).
 Memory: the network sees ``batch_size`` slices at a time and only the argmax labels (uint8) -- and, when
 asked, uint8-quantised probabilities -- are kept per voxel, so the peak grows with the volume, not with
 slices x activations.
@@ -12,6 +14,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from o2l_tf.data import resample
 from o2l_tf.data.pipeline import pad_to_multiple
 from o2l_tf.data.records import normalize_hu, quantise_probabilities
 from o2l_tf.inference.loading import InferenceModel
@@ -61,13 +64,22 @@ def three_slice_groups(depth: int, slices: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([slices - 1, slices, slices + 1], axis=-1), 0, depth - 1)
 
 
+def network_grid(shape: tuple[int, int], spacing, target) -> tuple[int, int] | None:
+    """The in-plane shape the network sees for a volume of ``spacing`` mm, or None when it sees the volume's own."""
+    if not resample.needs_resampling(spacing, target):
+        return None
+    return resample.resampled_shape(tuple(shape), tuple(spacing[:2]), tuple(target))
+
+
 def predict_volume(predictor: SlicePredictor, hu: np.ndarray, batch_size: int = 4,
                    box_channels: Callable[[int], np.ndarray] | None = None, probabilities: bool = False,
-                   on_batch: Callable[[int], None] | None = None):
+                   on_batch: Callable[[int], None] | None = None, grid: tuple[int, int] | None = None):
     """Labels (uint8, canonical grid) and optionally probabilities (uint8, p * 255 rounded) of a volume.
 
     ``hu``: canonical int16 HU [X, Y, Z]; slices are axial (axis 2), as in the records.
     ``box_channels(z)`` -> [X, Y, 2] boxes of slice z, for a teacher.
+    ``grid``: the network's in-plane shape (``network_grid``) when it differs from the volume's; the outputs are
+    always on the volume's own grid.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -78,7 +90,12 @@ def predict_volume(predictor: SlicePredictor, hu: np.ndarray, batch_size: int = 
         slices = np.arange(start, min(start + batch_size, depth))
         groups = np.moveaxis(hu[:, :, three_slice_groups(depth, slices)], 2, 0)  # [B, X, Y, 3]
         boxes = np.stack([box_channels(int(z)) for z in slices]) if box_channels else None
-        output = predictor(groups, boxes)
+        if grid is None:
+            output = predictor(groups, boxes)
+        else:
+            groups = np.stack([resample.resample_image(group, grid) for group in groups])
+            boxes = None if boxes is None else np.stack([resample.resample_mask(b, grid) for b in boxes])
+            output = np.stack([resample.resample_probabilities(p, hu.shape[:2]) for p in predictor(groups, boxes)])
         labels[:, :, slices] = np.moveaxis(output.argmax(axis=-1).astype(np.uint8), 0, 2)
         if quantised is not None:
             quantised[:, :, slices] = np.moveaxis(quantise_probabilities(output), 0, 2)

@@ -148,11 +148,14 @@ def _panel_batches(config: RunConfig, records_dir: str, manifest: dict, sources,
     for name, (files, parse, target_of) in chosen.items():
         dataset = tf.data.TFRecordDataset(files, compression_type=compression).map(parse)
         dataset = dataset.filter(lambda e: tf.reduce_sum(e["box_channels"]) > 0).take(count)
-        items = [(pipeline.pad_to_multiple(e["image"], multiple).numpy(),
-                  pipeline.pad_to_multiple(target_of(e), multiple).numpy(),
-                  pipeline.pad_to_multiple(e["box_channels"], multiple).numpy()) for e in dataset]
+        items = [(e["image"].numpy(), target_of(e).numpy(), e["box_channels"].numpy()) for e in dataset]
         if not items:
             continue
+        # slices of different cases differ in size once resampled to a spacing: pad all to one multiple-of shape
+        height = -(-max(i.shape[0] for i, _, _ in items) // multiple) * multiple
+        width = -(-max(i.shape[1] for i, _, _ in items) // multiple) * multiple
+        items = [tuple(np.pad(a, ((0, height - a.shape[0]), (0, width - a.shape[1]), (0, 0))) for a in item)
+                 for item in items]
         images = np.stack([i for i, _, _ in items])
         boxes = np.stack([b for _, _, b in items])
         inputs = {"image": images}
@@ -342,7 +345,7 @@ def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str
     summary = {"history": history, "steps_per_epoch": steps, "first_epoch": first_epoch,
                "epoch_seconds": progress_line.seconds, "steady_steps_per_second": progress_line.steady_steps_per_second}
     if run.chief:
-        summary.update(export(model, config, model_dir, run.hu_window))
+        summary.update(export(model, config, model_dir, run.hu_window, records.target_spacing(run.manifest)))
     return summary
 
 
@@ -350,10 +353,11 @@ def _quiet(*_args, **_kwargs):
     return None
 
 
-def export(model, config: RunConfig, model_dir: str, hu_window) -> dict:
+def export(model, config: RunConfig, model_dir: str, hu_window, spacing=None) -> dict:
     """Export the final weights (``train.export_weights=last``, default) or the best checkpoint by val lesion Dice.
 
-    The SavedModel's HU input is clipped and scaled with the records' ``hu_window``, as in training.
+    The SavedModel's HU input is clipped and scaled with the records' ``hu_window``, as in training; ``spacing``
+    (the records' in-plane mm, None for native) goes to export.json, for ``o2l predict`` to resample to.
     """
     best = os.path.join(model_dir, "checkpoints", "best.weights.h5")
     source = {"weights": "last", "epoch": config.train.epochs}
@@ -376,8 +380,9 @@ def export(model, config: RunConfig, model_dir: str, hu_window) -> dict:
             shutil.rmtree(saved)
         export_saved_model(inference, saved, hu_window)
         files += [path, saved]
-    # predict reads the HU window here: the .keras file holds the network, not how its inputs were scaled.
+    # predict reads the HU window and spacing here: the .keras file holds the network, not how its inputs were made.
     write_json(os.path.join(model_dir, "export.json"), {"source": source, "files": [os.path.basename(f) for f in files],
                                                         "hu_window": [float(v) for v in hu_window],
+                                                        "spacing_mm": None if spacing is None else list(spacing),
                                                         "postprocess": asdict(config.inference)})
     return {"exported": files, "export_source": source}

@@ -21,6 +21,8 @@ SPLIT = (40, 40, 20)  # of 5 cases: 2 strong, 2 weak, 1 val
 
 
 def build(data, out, **overrides):
+    """Records at the scans' own spacing unless ``spacing`` is given (the tests of resampling say so)."""
+    overrides.setdefault("spacing", "native")
     config = BuildConfig(data=data, split=overrides.pop("split", SPLIT), seed=overrides.pop("seed", 0), **overrides)
     return build_records(config, str(out), workers=1, progress=False)
 
@@ -155,7 +157,7 @@ def test_int32_and_scaled_float_volumes_are_accepted(phantoms, tmp_path):
     save_case(str(tmp_path / "d"), 2, phantoms[2], volume_dtype=np.float32, slope=0.5)
     split_file = tmp_path / "split.json"
     split_file.write_text(json.dumps({"strong": ["0", "1"], "val": ["2"]}))
-    config = BuildConfig(data=str(tmp_path / "d"), split_file=str(split_file))
+    config = BuildConfig(data=str(tmp_path / "d"), split_file=str(split_file), spacing="native")
     build_records(config, str(tmp_path / "r"), progress=False)
     for example in examples(tmp_path / "r", "strong") + examples(tmp_path / "r", "val"):
         phantom = phantoms[int(example["case_id"])]
@@ -173,7 +175,8 @@ def test_three_d_user_boxes_map_through_reorientation(phantoms, tmp_path):
     boxes.write_text("case_id,class,slice,x0,y0,z0,x1,y1,z1\n"
                      f"2,liver,,{low[0]},{low[1]},{low[2]},{high[0]},{high[1]},{high[2]}\n"
                      "2,lesion,6,10,12,,14,15,\n")
-    config = BuildConfig(data=str(tmp_path / "d"), split_file=str(split_file), boxes=str(boxes), margin_slices=0)
+    config = BuildConfig(data=str(tmp_path / "d"), split_file=str(split_file), boxes=str(boxes), margin_slices=0,
+                         spacing="native")
     build_records(config, str(tmp_path / "r"), progress=False)
     # Independent mapping: file voxel -> world (file affine) -> canonical voxel (canonical affine).
     canonical = nib.as_closest_canonical(image)
@@ -288,7 +291,7 @@ def test_msd_layout_and_case_list(tmp_path, phantoms):
 
 
 def test_parallel_workers_give_the_same_bytes(lits_dir, tmp_path, built):
-    config = BuildConfig(data=lits_dir, split=SPLIT, seed=0)
+    config = BuildConfig(data=lits_dir, split=SPLIT, seed=0, spacing="native")
     build_records(config, str(tmp_path / "parallel"), workers=2, progress=False)
     names = sorted(os.listdir(built[0]))
     match, mismatch, _ = filecmp.cmpfiles(built[0], tmp_path / "parallel", names, shallow=False)
@@ -332,3 +335,73 @@ def test_manifest_case_entries_hold_no_work_file_offsets(built):
     for entry in manifest["cases"].values():
         assert "chunks" not in entry
         assert entry["examples"] == len(entry["slices"]) and entry["serialized_bytes"] > 0
+
+
+# ------------------------------------------------------------------------------------- in-plane spacing
+def test_auto_spacing_is_the_median_of_the_strong_cases_and_records_hold_it(lits_dir, phantoms, tmp_path):
+    from o2l_tf.data import resample
+
+    manifest = build(lits_dir, tmp_path / "auto", spacing="auto")
+    strong = manifest["splits"]["strong"]["cases"]
+    expected = [round(float(np.median([phantoms[int(c)].spacing[axis] for c in strong])), 4) for axis in (0, 1)]
+    assert manifest["preprocessing"]["spacing"] == {"mode": "auto", "target_mm": expected}
+    assert manifest["config"]["spacing"] == "auto"
+    by_case = {str(i): p for i, p in enumerate(phantoms)}
+    checked = 0
+    for split in ("strong", "val"):
+        for example in examples(tmp_path / "auto", split):
+            phantom = by_case[example["case_id"].decode()]
+            entry = manifest["cases"][example["case_id"].decode()]
+            shape = resample.resampled_shape(phantom.volume.shape[:2], phantom.spacing[:2], expected)
+            assert tuple(entry["canonical_shape"][:2]) == shape == example["hu"].shape[:2]
+            assert entry["native_shape"] == list(phantom.volume.shape)
+            np.testing.assert_allclose(entry["spacing_mm"][:2], expected, rtol=0.03)  # round(H * s / t) pixels
+            np.testing.assert_allclose(entry["spacing_mm"][2], phantom.spacing[2])  # slices are not resampled
+            z = int(example["slice_index"])
+            hu = np.clip(phantom.volume[:, :, z], -200, 250)
+            assert np.array_equal(example["hu"][:, :, 1], resample.resample_image(hu, shape))
+            assert np.array_equal(example["label"], resample.resample_labels(phantom.segmentation[:, :, z], shape, 3))
+            checked += 1
+    assert checked > 0
+
+
+def test_a_case_already_at_the_target_spacing_gives_the_native_bytes(lits_dir, phantoms, tmp_path, built):
+    target = f"{phantoms[0].spacing[0]},{phantoms[0].spacing[1]}"
+    from o2l_tfrecords_builder.build import parse_spacing
+
+    manifest = build(lits_dir, tmp_path / "fixed", spacing=parse_spacing(target))
+    native = built[1]
+    assert manifest["cases"]["0"]["canonical_shape"] == native["cases"]["0"]["canonical_shape"]
+    ours = [e for s in schema.SPLITS for e in examples(tmp_path / "fixed", s) if e["case_id"] == b"0"]
+    theirs = [e for s in schema.SPLITS for e in examples(built[0], s) if e["case_id"] == b"0"]
+    assert len(ours) == len(theirs) > 0
+    for a, b in zip(sorted(ours, key=lambda e: int(e["slice_index"])), sorted(theirs, key=lambda e: int(e["slice_index"]))):
+        assert np.array_equal(a["hu"], b["hu"]) and np.array_equal(a["box_channels"], b["box_channels"])
+
+
+def test_user_boxes_are_scaled_with_the_grid(phantoms, tmp_path):
+    for index in range(3):
+        save_case(str(tmp_path / "d"), index, phantoms[index], "RAS")
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps({"strong": ["0"], "val": ["1"], "weak": ["2"]}))
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("case_id,class,slice,x0,y0,z0,x1,y1,z1\n2,liver,,8,10,3,31,29,5\n")
+    spacing = phantoms[2].spacing[0] * 2  # half as many pixels
+    config = BuildConfig(data=str(tmp_path / "d"), split_file=str(split_file), boxes=str(boxes), margin_slices=0,
+                         spacing=(spacing, spacing))
+    build_records(config, str(tmp_path / "r"), progress=False)
+    weak = examples(tmp_path / "r", "weak")
+    assert len(weak) == 3
+    for example in weak:
+        assert example["hu"].shape[:2] == (24, 24)
+        assert example["organ_boxes"].tolist() == [[4, 5, 15, 14]]  # pixels 8..31 of 48 -> 4..15 of 24
+
+
+@pytest.mark.parametrize("text, message", [("fine", "auto, native or X,Y"), ("0.8", "auto, native or X,Y"),
+                                           ("0.01,0.8", "0.05-20 mm")])
+def test_bad_spacing_is_refused(lits_dir, tmp_path, text, message):
+    from o2l_tf.errors import InputError
+    from o2l_tfrecords_builder.build import parse_spacing
+
+    with pytest.raises(InputError, match=message):
+        build(lits_dir, tmp_path / "r", spacing=parse_spacing(text))

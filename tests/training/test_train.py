@@ -49,8 +49,13 @@ def test_teacher_pseudo_label_student_through_the_cli(teacher_run, small_records
     assert served.serve(np.zeros((1, 48, 48, 3), "float32")).shape == (1, 48, 48, 3)
 
 
-def test_tensorboard_events_hold_scalars_images_and_config(teacher_run):
+def test_tensorboard_events_hold_scalars_images_and_config(teacher_run, small_records):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from o2l_tf.data.records import load_manifest
+
+    manifest = load_manifest(small_records)
+    side = manifest["cases"][manifest["splits"]["val"]["cases"][0]]["canonical_shape"][0]
 
     train_events = EventAccumulator(os.path.join(teacher_run, "logs", "train"), size_guidance={"images": 0, "tensors": 0})
     train_events.Reload()
@@ -61,7 +66,7 @@ def test_tensorboard_events_hold_scalars_images_and_config(teacher_run):
     images = train_events.Tensors("examples/val")
     assert len(images) == 2  # epochs 1 and 2 (images_every = 1)
     width, height = (int(x) for x in images[-1].tensor_proto.string_val[:2])
-    assert (width, height) == (4 * 48, 48)  # CT | label | boxes | prediction
+    assert (width, height) == (4 * side, side)  # CT | label | boxes | prediction
     val_events = EventAccumulator(os.path.join(teacher_run, "logs", "val"))
     val_events.Reload()
     assert {"loss", "liver_dice", "lesion_dice"} <= set(val_events.Tags()["tensors"])
@@ -278,6 +283,10 @@ def test_exported_savedmodel_uses_the_records_hu_window(small_records, tmp_path)
     np.testing.assert_allclose(served.serve(hu).numpy(), expected, atol=1e-6)
     paper_window = inference({"image": normalize_hu(hu)}, training=False).numpy()
     assert np.abs(paper_window - expected).max() > 1e-3  # the window matters, so the test can fail
+    # these records were resampled to the strong cases' median in-plane spacing (the default): predict reads it here
+    manifest = json.load(open(os.path.join(records_dir, "manifest.json")))
+    target = manifest["preprocessing"]["spacing"]["target_mm"]
+    assert target is not None and json.load(open(tmp_path / "run" / "export.json"))["spacing_mm"] == target
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16", "auto"])
