@@ -34,7 +34,14 @@ def _open_bytes(path: str) -> bytes:
 
 
 def load_image(path: str) -> nib.Nifti1Image:
-    """Load a NIfTI header and lazy data from a local path or any TensorFlow file system (gs://...)."""
+    """Load a NIfTI header and lazy data from a local path or any TensorFlow file system (gs://...), or a local
+    folder holding one DICOM CT series (``o2l_tf.dicom``: read whole, as a NIfTI image in memory)."""
+    if not fs.is_url(path) and os.path.isdir(path):
+        from o2l_tf import dicom
+
+        if dicom.is_series_folder(path):
+            return dicom.read_series(path)
+        raise InputError(f"{path}: a folder without DICOM files, not an image")
     try:
         if fs.is_url(path):
             data = _open_bytes(path)
@@ -142,6 +149,11 @@ def read_canonical_hu(image: nib.Nifti1Image, path: str, reorientation: "Reorien
 
 
 def file_sha256(path: str) -> str:
+    """The file's digest; of a DICOM series folder, its files' names and bytes."""
+    if not fs.is_url(path) and os.path.isdir(path):
+        from o2l_tf import dicom
+
+        return dicom.series_sha256(path)
     digest = hashlib.sha256()
     if fs.is_url(path):
         digest.update(_open_bytes(path))

@@ -44,12 +44,17 @@ class PredictOptions:
 def collect_inputs(inputs: list[str]) -> list[str]:
     """NIfTI files named directly, found in folders (not recursive) or matched by globs; order kept.
 
-    In folders, label volumes (LiTS ``segmentation-N``) and o2l's own outputs are skipped.
+    In folders, label volumes (LiTS ``segmentation-N``) and o2l's own outputs are skipped. A folder holding DICOM
+    files is one input: a CT series (``o2l_tf.dicom``).
     """
+    from o2l_tf import dicom
+
     files: list[str] = []
     seen: set[str] = set()
     for item in inputs:
-        if os.path.isdir(item):
+        if os.path.isdir(item) and dicom.is_series_folder(item):
+            found = [os.path.normpath(item)]
+        elif os.path.isdir(item):
             found = sorted(os.path.join(item, n) for n in os.listdir(item) if naming.is_image_name(n))
             if not found:
                 raise InputError(f"{item}: folder holds no .nii or .nii.gz files")
