@@ -15,6 +15,9 @@ from .errors import reports_bad_input
 @click.option("--name", "name_template", default="auto", show_default=True,
               help="Output names: auto = LiTS names for test-volume-N/volume-N inputs, else {name}_seg.nii.gz; "
                    "or a pattern such as '{name}.nii.gz'.")
+@click.option("--output-format", type=click.Choice(["nifti", "dicom-seg"]), default="nifti", show_default=True,
+              help="dicom-seg: a DICOM Segmentation object (liver, lesion) referencing each input DICOM series, "
+                   "NAME_seg.dcm; DICOM series inputs only.")
 @click.option("--no-postprocess", is_flag=True, help="Raw argmax labels (no largest component / hole filling).")
 @click.option("--min-lesion-mm3", type=float,
               help="Lesion components smaller than this become liver [default: the run's export.json; 0: none, "
@@ -31,14 +34,15 @@ from .errors import reports_bad_input
                    "else float32.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @reports_bad_input
-def predict(model_path, inputs, out_dir, name_template, no_postprocess, min_lesion_mm3, tta, probabilities, preview,
+def predict(model_path, inputs, out_dir, name_template, output_format, no_postprocess, min_lesion_mm3, tta, probabilities, preview,
             box_file, batch_size, hu_window, precision, quiet):
-    """Segment liver and lesions in NIfTI volumes (files, folders or globs); outputs on each input's grid."""
+    """Segment liver and lesions in NIfTI volumes (files, folders or globs) or DICOM CT series (folders); outputs on
+    each input's grid."""
     from o2l_tf.inference.predict import PredictOptions, predict_files
 
     options = PredictOptions(batch_size=batch_size, tta=tta == "flip", postprocess=not no_postprocess,
                              probabilities=probabilities, preview=preview, name_template=name_template,
-                             precision=precision, min_lesion_mm3=min_lesion_mm3)
+                             precision=precision, min_lesion_mm3=min_lesion_mm3, output_format=output_format)
     results = predict_files(model_path, list(inputs), out_dir, options, box_file=box_file,
                             hu_window=tuple(hu_window) if hu_window else None, progress=not quiet, log=click.echo)
     click.echo(f"done: {len(results)} prediction(s) in {out_dir}")

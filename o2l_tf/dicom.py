@@ -50,8 +50,9 @@ def _needs(dataset, keyword: str, folder: str, path: str):
     return value
 
 
-def read_series(folder: str) -> nib.Nifti1Image:
-    """The series in ``folder`` as a NIfTI image: int16 HU (float32 if a value leaves int16), RAS+ affine."""
+def sorted_series(folder: str):
+    """(paths sorted along the slice normal, in-plane shape (rows, columns), RAS affine) of the series in ``folder``;
+    every check of the module docstring but the pixel decoding."""
     import pydicom
 
     files = series_files(folder)
@@ -109,8 +110,22 @@ def read_series(folder: str) -> nib.Nifti1Image:
     else:
         thickness = float(getattr(placed[0][3], "SliceThickness", 1.0) or 1.0)
         step = normal * thickness
-    volume = np.empty((shape[1], shape[0], len(placed)), np.float32)  # (column, row, slice)
-    for k, (_, _, path, _) in enumerate(placed):
+    lps = np.eye(4)
+    lps[:3, 0] = row_direction * spacing_columns  # along a row: the column index grows
+    lps[:3, 1] = column_direction * spacing_rows  # down a column: the row index grows
+    lps[:3, 2] = step
+    lps[:3, 3] = positions[0]
+    return [p[2] for p in placed], shape, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS+ -> NIfTI RAS+
+
+
+def read_series(folder: str) -> nib.Nifti1Image:
+    """The series in ``folder`` as a NIfTI image: int16 HU (float32 if a value leaves int16), RAS+ affine, voxel
+    axes (column, row, slice) with slices in ``sorted_series`` order."""
+    import pydicom
+
+    paths, shape, affine = sorted_series(folder)
+    volume = np.empty((shape[1], shape[0], len(paths)), np.float32)  # (column, row, slice)
+    for k, path in enumerate(paths):
         dataset = pydicom.dcmread(path)
         try:
             pixels = dataset.pixel_array
@@ -121,12 +136,6 @@ def read_series(folder: str) -> nib.Nifti1Image:
         slope = float(getattr(dataset, "RescaleSlope", 1.0) or 1.0)
         intercept = float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
         volume[:, :, k] = pixels.T.astype(np.float32) * slope + intercept
-    lps = np.eye(4)
-    lps[:3, 0] = row_direction * spacing_columns  # along a row: the column index grows
-    lps[:3, 1] = column_direction * spacing_rows  # down a column: the row index grows
-    lps[:3, 2] = step
-    lps[:3, 3] = positions[0]
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS+ -> NIfTI RAS+
     if np.all(np.abs(volume - np.rint(volume)) < 1e-3) and volume.min() >= -32768 and volume.max() <= 32767:
         volume = np.rint(volume).astype(np.int16)
     image = nib.Nifti1Image(volume, affine)

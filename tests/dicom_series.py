@@ -30,7 +30,7 @@ def write_series(image: nib.Nifti1Image, folder: str, modality: str = "CT", seri
     column = lps[:3, 1] / np.linalg.norm(lps[:3, 1])
     spacing_columns, spacing_rows = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
     series_uid = series_uid or generate_uid()
-    study_uid = generate_uid()
+    study_uid, frame_of_reference = generate_uid(), generate_uid()
     order = np.arange(hu.shape[2])
     if shuffle_seed is not None:
         np.random.default_rng(shuffle_seed).shuffle(order)
@@ -49,6 +49,7 @@ def write_series(image: nib.Nifti1Image, folder: str, modality: str = "CT", seri
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.Modality = modality
         ds.PatientID, ds.PatientName = "o2l-phantom", "Phantom^o2l"
+        ds.FrameOfReferenceUID, ds.SeriesNumber, ds.StudyDate, ds.StudyTime = frame_of_reference, 3, "20261203", "120000"
         ds.InstanceNumber = first_instance + int(k)
         position = lps[:3, 3] + k * lps[:3, 2] + k * tilt_mm * row
         ds.ImagePositionPatient = [_ds(x) for x in position]

@@ -39,6 +39,7 @@ class PredictOptions:
     name_template: str = "auto"
     precision: str = "auto"  # see loading.resolve_precision
     min_lesion_mm3: float | None = None  # None: the model's (export.json); 0: no small-lesion removal
+    output_format: str = "nifti"  # or "dicom-seg" (DICOM series inputs only)
 
 
 def collect_inputs(inputs: list[str]) -> list[str]:
@@ -71,12 +72,23 @@ def collect_inputs(inputs: list[str]) -> list[str]:
     return files
 
 
-def plan_outputs(files: list[str], out_dir: str, template: str) -> list[tuple[str, str]]:
+OUTPUT_FORMATS = ("nifti", "dicom-seg")
+
+
+def plan_outputs(files: list[str], out_dir: str, template: str, output_format: str = "nifti") -> list[tuple[str, str]]:
     """(input, output) pairs; refuses two inputs with one output name and any output that is an input."""
+    if output_format not in OUTPUT_FORMATS:
+        raise InputError(f"--output-format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
     plan, seen = [], {}
     inputs = {os.path.realpath(f) for f in files}
     for path in files:
-        output = os.path.join(out_dir, naming.output_name(path, template))
+        if output_format == "dicom-seg":
+            if not os.path.isdir(path):
+                raise InputError(f"{path}: --output-format dicom-seg needs DICOM series inputs (a folder per series);"
+                                 " this is a NIfTI file")
+            output = os.path.join(out_dir, os.path.basename(path) + naming.SEG_SUFFIX + ".dcm")
+        else:
+            output = os.path.join(out_dir, naming.output_name(path, template))
         if output in seen:
             raise InputError(f"{path}: would be written to {output}, as {seen[output]} is; use --name")
         if os.path.realpath(output) in inputs:
@@ -155,14 +167,21 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
         preview = viz.volume_preview(hu, labels, reorientation.canonical_spacing)
         del hu
     written = [output_path]
-    write_nifti(like(image, reorientation.to_file(labels)), output_path)
+    if options.output_format == "dicom-seg":
+        from o2l_tf import dicom_seg
+
+        atomic_write_bytes(output_path, dicom_seg.segmentation_bytes(input_path, reorientation.to_file(labels)))
+    else:
+        write_nifti(like(image, reorientation.to_file(labels)), output_path)
+    # beside a DICOM SEG, probabilities are NIfTI on the series' grid and the preview a PNG, named after it
+    siblings_of = output_path[: -len(".dcm")] + ".nii.gz" if options.output_format == "dicom-seg" else output_path
     if probabilities is not None:
-        path = sibling(output_path, naming.PROBABILITIES_SUFFIX)
+        path = sibling(siblings_of, naming.PROBABILITIES_SUFFIX)
         on_file_grid = np.stack([reorientation.to_file(probabilities[..., c]) for c in range(3)], axis=-1)
         write_nifti(like(image, on_file_grid, slope=1.0 / schema.PROBABILITY_LEVELS), path)
         written.append(path)
     if preview is not None:
-        path = sibling(output_path, "", ".png")
+        path = sibling(siblings_of, "", ".png")
         viz.write_png(path, preview)
         written.append(path)
     voxel_ml = float(np.prod(reorientation.canonical_spacing)) / 1000.0
@@ -180,7 +199,7 @@ def predict_files(model_path: str, inputs: list[str], out_dir: str, options: Pre
         raise InputError(f"--batch-size must be >= 1, got {options.batch_size}")
     if options.min_lesion_mm3 is not None and options.min_lesion_mm3 < 0:
         raise InputError(f"--min-lesion-mm3 must be non-negative, got {options.min_lesion_mm3:g}")
-    plan = plan_outputs(collect_inputs(inputs), out_dir, options.name_template)
+    plan = plan_outputs(collect_inputs(inputs), out_dir, options.name_template, options.output_format)
     for path, _ in plan:
         check_3d(load_image(path), path)
     model = load_inference_model(model_path, hu_window, options.precision)

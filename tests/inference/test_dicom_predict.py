@@ -59,3 +59,52 @@ def test_build_records_reads_a_dicom_series_from_a_case_list(phantom, tmp_path, 
     d, n = manifest["cases"]["d"], manifest["cases"]["n"]
     assert d["canonical_shape"] == n["canonical_shape"] and d["image_sha256"] != n["image_sha256"]
     assert d["slices"] == n["slices"] and len(d["image_sha256"]) == 64
+
+
+def test_dicom_seg_output_reads_back_to_the_nifti_labels(student_run, phantom, tmp_path, capsys):
+    """--output-format dicom-seg: two segments with SNOMED codes, referencing the series, the same masks per frame."""
+    import pydicom
+
+    from o2l_tf import dicom, dicom_seg
+
+    volume, _ = phantom.to_nifti("LPS")
+    write_series(volume, str(tmp_path / "ct"))
+    common = ["--model", student_run, str(tmp_path / "ct"), "--quiet", "--precision", "float32"]
+    code, _, err = run_cli(["predict", *common, "-o", str(tmp_path / "nii")], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["predict", *common, "-o", str(tmp_path / "seg"), "--output-format", "dicom-seg"], capsys)
+    assert code == 0, err
+    assert os.listdir(tmp_path / "seg") == ["ct_seg.dcm"]
+    labels = np.asarray(nib.load(str(tmp_path / "nii" / "ct_seg.nii.gz")).dataobj)
+    assert (labels == 1).any()
+    seg_path = str(tmp_path / "seg" / "ct_seg.dcm")
+    assert np.array_equal(dicom_seg.read_labels(seg_path, str(tmp_path / "ct")), labels)
+    seg = pydicom.dcmread(seg_path)
+    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    codes = [(s.SegmentLabel, s.SegmentedPropertyTypeCodeSequence[0].CodeValue) for s in seg.SegmentSequence]
+    assert codes == [("Liver", "10200004"), ("Liver lesion", "52988006")]
+    sources = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+               for p in dicom.series_files(str(tmp_path / "ct"))}
+    referenced = {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == sources
+
+
+def test_dicom_seg_round_trip_keeps_lesions_inside_the_liver_segment(phantom, tmp_path):
+    from o2l_tf import dicom, dicom_seg
+
+    volume, _ = phantom.to_nifti("PRS")
+    write_series(volume, str(tmp_path / "ct"))
+    shape = dicom.read_series(str(tmp_path / "ct")).shape
+    labels = np.zeros(shape, np.uint8)
+    labels[5:30, 8:25, 1:6] = 1
+    labels[10:14, 12:16, 2:4] = 2
+    (tmp_path / "seg.dcm").write_bytes(dicom_seg.segmentation_bytes(str(tmp_path / "ct"), labels))
+    assert np.array_equal(dicom_seg.read_labels(str(tmp_path / "seg.dcm"), str(tmp_path / "ct")), labels)
+
+
+def test_dicom_seg_for_a_nifti_input_is_refused(student_run, phantom, tmp_path, capsys):
+    volume, _ = phantom.to_nifti("LPS")
+    volume.to_filename(str(tmp_path / "case.nii.gz"))
+    expect_one_line_error(capsys, ["predict", "--model", student_run, str(tmp_path / "case.nii.gz"), "-o",
+                                   str(tmp_path / "out"), "--output-format", "dicom-seg"],
+                          "needs DICOM series inputs", "case.nii.gz")
