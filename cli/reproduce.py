@@ -31,11 +31,6 @@ def reproduce(study, out, scale, seed, seeds, quiet):
             chosen = [int(s) for s in seeds.replace(" ", ",").split(",") if s]
         except ValueError:
             raise BadInput(f"--seeds {seeds!r}: expected integers separated by commas, e.g. 0,2") from None
-    import functools
-
     from o2l_tfrecords_builder.build import build_phantom_records
 
-    # The paper's setting, and what the committed results (docs/results/) and any study resumed from them were
-    # built with: records at each phantom's own pixels (build-records' default resamples; README, Spacing).
-    builder = functools.partial(build_phantom_records, spacing="native")
-    click.echo(run(out, study, builder, scale, seed, progress=not quiet, log=click.echo, seeds=chosen))
+    click.echo(run(out, study, build_phantom_records, scale, seed, progress=not quiet, log=click.echo, seeds=chosen))

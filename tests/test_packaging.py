@@ -66,10 +66,18 @@ def test_outside_the_repository_only_the_o2l_names_import():
 def test_a_built_wheel_holds_the_three_packages_and_nothing_else(tmp_path):
     """What ``pip install .`` (not editable) would put in site-packages (the test extra holds the build-system's
     setuptools, so no isolated build environment has to be downloaded)."""
+    import shutil
+
+    source = tmp_path / "source"  # a copy: an in-tree build would leave build/ and *.egg-info in the repository
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md", *INSTALLED_AS, "o2l_tf"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(
+            ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                          if (ROOT / name).is_dir() else {}))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+                           "-w", str(tmp_path / "wheels"), str(source)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    wheel, = tmp_path.glob("o2l-*.whl")
+    wheel, = (tmp_path / "wheels").glob("o2l-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist() if not name.split("/")[0].endswith(
         ".dist-info")}
     assert tops == {"o2l_tf", "o2l_cli", "o2l_tfrecords_builder"}

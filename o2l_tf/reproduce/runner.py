@@ -135,8 +135,11 @@ class Reproduction:
     def build(self, records: Records) -> str:
         out = self.records_dir(records)
         split = (records.strong, records.weak, 100 - records.strong - records.weak)
+        # native pixels: the paper's setting, and what the committed results (docs/results/) and every study resumed
+        # from them were built with (build-records' default resamples to the median spacing; README, Spacing)
         self.build_records(self.path("phantoms"), out, split, seed=self.scale.split_seed,
-                           perturb_boxes=records.perturb, workers=self.workers, progress=self.progress)
+                           perturb_boxes=records.perturb, workers=self.workers, progress=self.progress,
+                           spacing="native")
         return out
 
     # ------------------------------------------------------------------------------------------------- arms
