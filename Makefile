@@ -21,7 +21,7 @@ demo: $(INSTALLED)
 	$(BIN)/o2l demo --out $(DEMO_DIR) $(DEMO_FLAGS)
 
 demo-full: $(INSTALLED)
-	@# the same pipeline with the converged recipe (preset converge, 80 phantoms): over an hour on 2 CPU cores (estimated)
+	@# the same pipeline with the converged recipe (preset converge, 80 phantoms): about 3 hours on 2 CPU cores (measured in part)
 	$(BIN)/o2l demo --out $(DEMO_DIR)-full --scale full $(DEMO_FLAGS)
 
 test: $(INSTALLED)
