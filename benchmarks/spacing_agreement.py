@@ -4,8 +4,13 @@ Usage: .venv/bin/python benchmarks/spacing_agreement.py RUN_DIR WORK_DIR  (RUN_D
 Renders case 0 of the demo's held-out seed (1) at 0.7 and 1.5 mm pixels, predicts both, resamples the coarse labels
 onto the fine grid and prints the Dice between them (and each against its own reference).
 """
-import json, os, sys
-import numpy as np, nibabel as nib
+import json
+import os
+import sys
+
+import nibabel as nib
+import numpy as np
+
 from o2l_tf.synth.phantom import generate_phantom
 from o2l_tf.inference.predict import PredictOptions, predict_files
 from o2l_tf.data import resample
