@@ -66,6 +66,18 @@ def check_3d(image: nib.Nifti1Image, path: str) -> None:
         raise InputError(f"{path}: empty volume of shape {tuple(image.shape)}")
 
 
+def check_volume(path: str) -> None:
+    """The checks every input gets before any work: a readable 3D image; a DICOM series by its headers alone
+    (its pixels are decoded once, when the volume is read)."""
+    if not fs.is_url(path) and os.path.isdir(path):
+        from o2l_tf import dicom
+
+        if dicom.is_series_folder(path):
+            dicom.sorted_series(path)
+            return
+    check_3d(load_image(path), path)
+
+
 LABELS = (0, 1, 2)
 
 

@@ -245,8 +245,9 @@ def process_case(job: CaseJob) -> dict:
 
     depth, height, width = slices.shape
     native_shape, spacing = (height, width), reorientation.canonical_spacing
-    if resample.needs_resampling(spacing, job.target_spacing):
-        height, width = resample.resampled_shape(native_shape, spacing[:2], job.target_spacing)
+    grid = resample.grid_for(native_shape, spacing, job.target_spacing)
+    if grid is not None:
+        height, width = grid
         slices = np.stack([resample.resample_image(plane, (height, width)) for plane in slices])
         if label is not None:
             label = np.stack([resample.resample_labels(plane, (height, width), schema.NUM_CLASSES) for plane in label])

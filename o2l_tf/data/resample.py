@@ -30,6 +30,14 @@ def needs_resampling(spacing, target) -> bool:
     return any(abs(float(s) - float(t)) > SPACING_TOLERANCE_MM for s, t in zip(spacing[:2], target[:2]))
 
 
+def grid_for(shape: tuple[int, int], spacing, target) -> tuple[int, int] | None:
+    """The in-plane shape a (H, W) grid of ``spacing`` mm takes at ``target`` mm, or None when it keeps its own
+    (no target, or the spacings agree): the one rule the records and ``o2l predict`` share."""
+    if not needs_resampling(spacing, target):
+        return None
+    return resampled_shape(tuple(shape), tuple(float(s) for s in spacing[:2]), tuple(target))
+
+
 def _zoom(plane: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
     factors = [new / old for new, old in zip(shape, plane.shape[:2])] + [1.0] * (plane.ndim - 2)
     out = ndimage.zoom(plane, factors, order=order, mode="nearest", grid_mode=True)

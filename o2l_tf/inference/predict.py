@@ -19,14 +19,15 @@ from tqdm.auto import tqdm
 
 from o2l_tf import visualization as viz
 from o2l_tf.data import boxes as box_ops
+from o2l_tf.data import resample
 from o2l_tf.data import schema
 from o2l_tf.errors import InputError
 from o2l_tf.inference import naming
 from o2l_tf.inference.loading import InferenceModel, load_inference_model
 from o2l_tf.inference.postprocess import postprocess
-from o2l_tf.inference.volume import SlicePredictor, network_grid, predict_volume
+from o2l_tf.inference.volume import SlicePredictor, predict_volume
 from o2l_tf.io_utils import atomic_write_bytes, reproducible_gzip
-from o2l_tf.nifti import Reorientation, check_3d, load_image, read_canonical_hu
+from o2l_tf.nifti import Reorientation, check_3d, check_volume, load_image, read_canonical_hu
 
 
 @dataclass
@@ -154,7 +155,7 @@ def predict_file(model: InferenceModel, predictor: SlicePredictor, input_path: s
         boxes = BoxLookup(user_boxes, reorientation, box_file, input_path)
     with tqdm(total=hu.shape[2], desc=os.path.basename(input_path), unit="slice", disable=not progress,
               dynamic_ncols=True, leave=False) as bar:
-        grid = network_grid(hu.shape[:2], reorientation.canonical_spacing, model.spacing)
+        grid = resample.grid_for(hu.shape[:2], reorientation.canonical_spacing, model.spacing)
         labels, probabilities = predict_volume(predictor, hu, options.batch_size, boxes, options.probabilities,
                                                on_batch=bar.update, grid=grid)
     preview = None
@@ -201,7 +202,7 @@ def predict_files(model_path: str, inputs: list[str], out_dir: str, options: Pre
         raise InputError(f"--min-lesion-mm3 must be non-negative, got {options.min_lesion_mm3:g}")
     plan = plan_outputs(collect_inputs(inputs), out_dir, options.name_template, options.output_format)
     for path, _ in plan:
-        check_3d(load_image(path), path)
+        check_volume(path)
     model = load_inference_model(model_path, hu_window, options.precision)
     boxes_by_case = None
     if box_file is not None:

@@ -64,13 +64,6 @@ def three_slice_groups(depth: int, slices: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([slices - 1, slices, slices + 1], axis=-1), 0, depth - 1)
 
 
-def network_grid(shape: tuple[int, int], spacing, target) -> tuple[int, int] | None:
-    """The in-plane shape the network sees for a volume of ``spacing`` mm, or None when it sees the volume's own."""
-    if not resample.needs_resampling(spacing, target):
-        return None
-    return resample.resampled_shape(tuple(shape), tuple(spacing[:2]), tuple(target))
-
-
 def predict_volume(predictor: SlicePredictor, hu: np.ndarray, batch_size: int = 4,
                    box_channels: Callable[[int], np.ndarray] | None = None, probabilities: bool = False,
                    on_batch: Callable[[int], None] | None = None, grid: tuple[int, int] | None = None):
@@ -78,7 +71,7 @@ def predict_volume(predictor: SlicePredictor, hu: np.ndarray, batch_size: int = 
 
     ``hu``: canonical int16 HU [X, Y, Z]; slices are axial (axis 2), as in the records.
     ``box_channels(z)`` -> [X, Y, 2] boxes of slice z, for a teacher.
-    ``grid``: the network's in-plane shape (``network_grid``) when it differs from the volume's; the outputs are
+    ``grid``: the network's in-plane shape (``resample.grid_for``) when it differs from the volume's; the outputs are
     always on the volume's own grid.
     """
     if batch_size < 1:

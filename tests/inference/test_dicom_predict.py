@@ -59,6 +59,15 @@ def test_build_records_reads_a_dicom_series_from_a_case_list(phantom, tmp_path, 
     d, n = manifest["cases"]["d"], manifest["cases"]["n"]
     assert d["canonical_shape"] == n["canonical_shape"] and d["image_sha256"] != n["image_sha256"]
     assert d["slices"] == n["slices"] and len(d["image_sha256"]) == 64
+    from o2l_tf.data import records  # the DICOM case's examples are the NIfTI case's, voxel for voxel
+
+    def by_slice(split):
+        return {int(e["slice_index"]): e for e in records.read_split(str(tmp_path / "r"), split).as_numpy_iterator()}
+
+    strong, val = by_slice("strong"), by_slice("val")
+    assert set(strong) == set(val) and strong
+    for z in strong:
+        assert np.array_equal(strong[z]["hu"], val[z]["hu"]) and np.array_equal(strong[z]["label"], val[z]["label"])
 
 
 def test_dicom_seg_output_reads_back_to_the_nifti_labels(student_run, phantom, tmp_path, capsys):
