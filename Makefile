@@ -7,7 +7,7 @@ DEMO_DIR ?= demo
 # e.g. make demo DEMO_FLAGS='--precision float32': what a CPU without native bf16 runs
 DEMO_FLAGS ?=
 
-.PHONY: demo demo-full test bench reproduce clean
+.PHONY: demo demo-full test test-slow bench reproduce clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ demo-full: $(INSTALLED)
 	$(BIN)/o2l demo --out $(DEMO_DIR)-full --scale full $(DEMO_FLAGS)
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q
+	@# the default suite: everything but the end-to-end runs marked slow (about 7 minutes on 2 cores)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(INSTALLED)
+	@# the end-to-end runs (o2l reproduce --scale small, o2l demo, notebooks, clusters): about 10 more minutes; CI runs both
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(INSTALLED)
 	@# speed and memory against this machine's own limits -> benchmarks/results/latest.json and latest.md

@@ -51,6 +51,7 @@ def test_every_demo_scale_trains_its_preset_exactly():
     paper = preset("paper", "student")  # every departure of the recipe is off in the paper's preset
     assert (paper.train.optimizer, paper.train.lr_schedule, paper.train.dice_weight) == ("sgd", "paper", 0.0)
     assert (paper.data.foreground_crop, paper.data.lesion_slices, paper.inference.min_lesion_mm3) == (0.0, 0.0, 0.0)
+    assert paper.data.hu_window is None and preset("demo", "teacher").data.hu_window == (-20.0, 200.0)
     assert paper.train.segmentation_weights == (1.0, 1.0, 1.0) and paper.train.precision == "float32"
 
 

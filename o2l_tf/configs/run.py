@@ -36,6 +36,8 @@ class DataSettings:
     shuffle_buffer: int = 512
     val_batch_size: int = 2
     val_max_examples: int = 0  # 0 = the whole val split
+    # The network input's HU window (low, high), within the records' clipping; None: the records' own (paper).
+    hu_window: tuple[float, float] | None = None
 
 
 @dataclass
@@ -109,6 +111,8 @@ class RunConfig:
         for name, value in (("data.foreground_crop", d.foreground_crop), ("data.lesion_slices", d.lesion_slices)):
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{name} must be in [0, 1], got {value}")
+        if d.hu_window is not None and not (len(d.hu_window) == 2 and d.hu_window[0] < d.hu_window[1]):
+            raise InputError(f"data.hu_window must be LOW,HIGH with LOW < HIGH, got {d.hu_window}")
         if t.dice_weight < 0:
             raise InputError(f"train.dice_weight must be non-negative, got {t.dice_weight}")
         if self.inference.min_lesion_mm3 < 0:
@@ -135,11 +139,11 @@ def _plain(values: dict) -> dict:
 
 
 def _build(cls, values: dict):
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in values.items()})
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})  # JSON lists: tuples
 
 
 PRESETS = ("paper", "demo", "converge", "test")
+RECIPE_HU_WINDOW = (-20.0, 200.0)  # the CPU recipe's input window (see _recipe)
 
 
 def preset(name: str, role: str) -> RunConfig:
@@ -177,6 +181,12 @@ def _recipe(role: str, converge: bool) -> RunConfig:
     - half the crops around a uniformly chosen lesion (else liver) box, half the examples from slices with a
       lesion box (``data.foreground_crop``, ``data.lesion_slices``);
     - a 4-channel localization branch (``model.localization_channels``; the paper leaves C open);
+    - the network input windowed to [-20, 200] HU inside the records' [-200, 250] (``data.hu_window``):
+      nnU-Net clips CT to its training foreground's 0.5-99.5 percentiles, a window around liver and lesion;
+      the paper's window spends most of the input range on fat, lung and bone edges. With the demo student's
+      1,512 steps on the study's development cohort (full supervision) lesion Dice went from 23.6 / 54.9 to
+      28.2 / 66.2 % (per case / global) and lesions of 10 mm or more found from 9 to 11 of 21 (study rows
+      w-demo-full, w-demo-full-narrow);
     - lesion components under 500 mm3 (a 9.8-mm sphere) removed after the paper's post-processing
       (``inference.min_lesion_mm3``; on the study's development cohort it took false positives from 8.6 to 2.6
       per case and lost no lesion the student had found: it finds almost none under 10 mm at 192 px);
@@ -189,7 +199,8 @@ def _recipe(role: str, converge: bool) -> RunConfig:
     crops per case of a 72-case cohort (9,720 steps: the study's ``r-4x``), a teacher of 50 epochs.
     """
     crop = 128 if converge else 96
-    data = dict(crop_size=crop, batch_size=4, val_max_examples=32, foreground_crop=0.5, lesion_slices=0.5)
+    data = dict(crop_size=crop, batch_size=4, val_max_examples=32, foreground_crop=0.5, lesion_slices=0.5,
+                hu_window=RECIPE_HU_WINDOW)
     train = dict(optimizer="adam", learning_rate=1e-3, lr_schedule="poly", dice_weight=0.5, images_every=10,
                  precision="auto")
     model = ModelConfig(base_filters=16, norm_momentum=0.9, localization_channels=4)

@@ -38,9 +38,9 @@ def decode_soft_label(raw, height, width) -> tf.Tensor:
     return probabilities / tf.maximum(tf.reduce_sum(probabilities, -1, keepdims=True), 1e-6)
 
 
-def parse_pseudo_example(serialized) -> dict:
+def parse_pseudo_example(serialized, hu_window=None) -> dict:
     """A weak example with the teacher's soft label attached (written by ``o2l pseudo-label``)."""
-    example = records.parse_example(serialized)
+    example = records.parse_example(serialized, hu_window)
     extra = tf.io.parse_single_example(serialized, {schema.SOFT_LABEL: tf.io.FixedLenFeature([], tf.string)})
     shape = tf.shape(example["label"])
     example["soft_label"] = decode_soft_label(extra[schema.SOFT_LABEL], shape[0], shape[1])
@@ -249,8 +249,8 @@ def pad_to_multiple(tensor, multiple: int, value=0.0):
 
 def validation_dataset(files, compression: str, settings, role: str, localization: bool, multiple: int):
     """Whole val slices (padded to the network's multiple; padded pixels have an all-zero target)."""
-    dataset = tf.data.TFRecordDataset(files, compression_type=compression).map(records.parse_example,
-                                                                               num_parallel_calls=AUTOTUNE)
+    dataset = tf.data.TFRecordDataset(files, compression_type=compression).map(
+        lambda serialized: records.parse_example(serialized, settings.hu_window), num_parallel_calls=AUTOTUNE)
     if settings.val_max_examples:
         dataset = dataset.take(settings.val_max_examples)
 

@@ -43,9 +43,12 @@ def _boxes(sparse) -> tf.Tensor:
     return tf.reshape(tf.sparse.to_dense(sparse), [-1, 4])
 
 
-def parse_example(serialized) -> dict:
+def parse_example(serialized, hu_window=None) -> dict:
     """Decode one example: ``image`` float32 (H, W, 3) in [0, 1], ``hu`` int16, ``label`` uint8 (H, W)
-    (zeros when ``has_label`` is 0), ``box_channels`` float32 (H, W, 2), boxes as (N, 4) int64."""
+    (zeros when ``has_label`` is 0), ``box_channels`` float32 (H, W, 2), boxes as (N, 4) int64.
+
+    ``image`` is ``hu`` scaled with ``hu_window`` (low, high), by default the window the records were clipped to.
+    """
     features = tf.io.parse_single_example(serialized, schema.parse_spec())
     version = features[schema.SCHEMA_VERSION_KEY]
     tf.debugging.assert_equal(version, tf.constant(schema.SCHEMA_VERSION, tf.int64),
@@ -54,7 +57,7 @@ def parse_example(serialized) -> dict:
     width = tf.cast(features[schema.WIDTH], tf.int32)
     hu = tf.reshape(tf.io.decode_raw(features[schema.IMAGE], tf.int16, little_endian=True),
                     [height, width, schema.IMAGE_CHANNELS])
-    image = normalize_hu(hu, features[schema.HU_WINDOW])
+    image = normalize_hu(hu, features[schema.HU_WINDOW] if hu_window is None else hu_window)
     has_label = features[schema.HAS_LABEL]
     label = tf.cond(
         has_label > 0,

@@ -47,7 +47,7 @@ def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: 
     path = teacher_file(teacher_dir)
     digest = file_sha256(path)
     manifest = records.load_manifest(records_dir)
-    loaded = load_inference_model(path)  # the records' images are already scaled: its HU window is unused
+    loaded = load_inference_model(path)  # its export.json's HU window: the teacher's input, as it trained
     if loaded.role != "teacher":
         raise InputError(f"{path}: is an o2l {loaded.role}, not a teacher annotator")
     teacher, multiple = loaded.network, loaded.divisor
@@ -61,7 +61,7 @@ def generate(teacher_dir: str, records_dir: str, batch_size: int = 8, progress: 
         return teacher({"image": images, "organ_box": organ, "lesion_box": lesion}, training=False)
 
     def prepare(serialized):
-        example = records.parse_example(serialized)
+        example = records.parse_example(serialized, loaded.hu_window)
         return (serialized, pad_to_multiple(example["image"], multiple),
                 pad_to_multiple(example["box_channels"], multiple), tf.shape(example["image"])[:2])
 

@@ -13,6 +13,7 @@ Run folder (``--model-dir``):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -83,8 +84,10 @@ def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: s
     """The training streams (strong, and for a student the weak one unless weak_labels=none) and the case count."""
     compression = records.compression(manifest)
     strong = manifest["splits"]["strong"]
+    parse, parse_pseudo = (functools.partial(f, hu_window=config.data.hu_window)
+                           for f in (records.parse_example, pipeline.parse_pseudo_example))
     sources = [pipeline.TrainingSource(
-        records.split_files(records_dir, "strong", manifest), compression, records.parse_example,
+        records.split_files(records_dir, "strong", manifest), compression, parse,
         lambda e: pipeline.one_hot(e["label"]), float(strong["examples"]), "strong",
         _lesion_examples(manifest, "strong", config, records_dir))]
     cases = len(strong["cases"])
@@ -96,12 +99,12 @@ def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: s
         if config.train.weak_labels == "pseudo":
             info = pseudo_labels.ensure(records_dir, teacher_dir, progress=progress, log=log)
             files = [os.path.join(records_dir, name) for name in info["shards"]]
-            sources.append(pipeline.TrainingSource(files, compression, pipeline.parse_pseudo_example,
+            sources.append(pipeline.TrainingSource(files, compression, parse_pseudo,
                                                    lambda e: e["soft_label"], float(weak["examples"]), "weak",
                                                    lesion_examples))
         else:  # the naive baseline: the box partition itself as the weak mask
             sources.append(pipeline.TrainingSource(
-                records.split_files(records_dir, "weak", manifest), compression, records.parse_example,
+                records.split_files(records_dir, "weak", manifest), compression, parse,
                 lambda e: pipeline.box_partition(e["box_channels"]), float(weak["examples"]), "weak",
                 lesion_examples))
         cases += len(weak["cases"])
@@ -139,7 +142,8 @@ def _panel_batches(config: RunConfig, records_dir: str, manifest: dict, sources,
     """A few fixed, unaugmented examples for the TensorBoard panels: val (or strong) and, for the student, weak."""
     compression = records.compression(manifest)
     split = "val" if manifest["splits"]["val"]["shards"] else "strong"
-    chosen = {split: (records.split_files(records_dir, split, manifest), records.parse_example,
+    chosen = {split: (records.split_files(records_dir, split, manifest),
+                      functools.partial(records.parse_example, hu_window=config.data.hu_window),
                       lambda e: pipeline.one_hot(e["label"]))}
     weak = [s for s in sources if s.name == "weak"]
     if config.role == "student" and weak:
@@ -223,7 +227,7 @@ class _Run(NamedTuple):
     write_dir: str  # the model dir on the chief, a scratch dir on other workers
     jit: bool
     multiple: int  # input sizes must be multiples of this (2 ** depth)
-    hu_window: tuple[float, float]  # how the records were clipped and scaled
+    hu_window: tuple[float, float]  # the network input's window: data.hu_window, else the records' clipping
 
 
 def _prepare(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str | None, overwrite: bool,
@@ -233,6 +237,7 @@ def _prepare(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: s
     policy = strategies.set_precision(config.train.precision)
     strategy = strategies.make_strategy(devices)  # first: a cluster strategy must exist before other TF work
     manifest = records.load_manifest(records_dir)
+    window = input_window(config, records_dir, manifest)
     if config.role == "student" and config.train.weak_labels == "pseudo":
         pseudo_labels.check_available(records_dir, teacher_dir)  # before anything is written
     elif teacher_dir is not None:
@@ -245,7 +250,19 @@ def _prepare(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: s
     jit = strategies.use_jit(config.train.jit)
     keras.utils.set_random_seed(config.train.seed)
     return _Run(config, records_dir, manifest, record, strategy, policy, chief, write_dir, jit,
-                2 ** config.model.depth, tuple(manifest["preprocessing"]["hu_window"]))
+                2 ** config.model.depth, window)
+
+
+def input_window(config: RunConfig, records_dir: str, manifest: dict) -> tuple[float, float]:
+    """``data.hu_window``, which must lie within the window the records were clipped to, or that window."""
+    low, high = (float(v) for v in manifest["preprocessing"]["hu_window"])
+    if config.data.hu_window is None:
+        return low, high
+    want = tuple(float(v) for v in config.data.hu_window)
+    if want[0] < low or want[1] > high:
+        raise InputError(f"{records_dir}: the records hold HU clipped to [{low:g}, {high:g}]; data.hu_window "
+                         f"[{want[0]:g}, {want[1]:g}] must lie within it (rebuild with --hu-window)")
+    return want
 
 
 def _build_or_resume(run: _Run, log):
