@@ -21,7 +21,7 @@ demo: $(INSTALLED)
 	$(BIN)/o2l demo --out $(DEMO_DIR) $(DEMO_FLAGS)
 
 demo-full: $(INSTALLED)
-	@# the same pipeline with the converged recipe (preset converge, 80 phantoms): about 3 hours on 2 CPU cores (measured in part)
+	@# the same pipeline with the converged recipe (preset converge, 80 phantoms): 48 min on the AVX512-BF16 2-core machine (docs/results/demo-full/)
 	$(BIN)/o2l demo --out $(DEMO_DIR)-full --scale full $(DEMO_FLAGS)
 
 test: $(INSTALLED)
