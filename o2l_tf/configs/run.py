@@ -184,8 +184,8 @@ def _recipe(role: str, converge: bool) -> RunConfig:
     - the network input windowed to [-20, 200] HU inside the records' [-200, 250] (``data.hu_window``):
       nnU-Net clips CT to its training foreground's 0.5-99.5 percentiles, a window around liver and lesion;
       the paper's window spends most of the input range on fat, lung and bone edges. With the demo student's
-      1,512 steps on the study's development cohort (full supervision) lesion Dice went from 23.6 / 54.9 to
-      28.2 / 66.2 % (per case / global) and lesions of 10 mm or more found from 9 to 11 of 21 (study rows
+      1,512 steps on the study's development cohort (full supervision) raw lesion Dice went from 23.6 / 54.9
+      to 28.2 / 66.2 % (per case / global) and lesions of 10 mm or more found from 9 to 11 of 21 (study rows
       w-demo-full, w-demo-full-narrow);
     - lesion components under 500 mm3 (a 9.8-mm sphere) removed after the paper's post-processing
       (``inference.min_lesion_mm3``; on the study's development cohort it took false positives from 8.6 to 2.6

@@ -142,8 +142,8 @@ def _panel_batches(config: RunConfig, records_dir: str, manifest: dict, sources,
     """A few fixed, unaugmented examples for the TensorBoard panels: val (or strong) and, for the student, weak."""
     compression = records.compression(manifest)
     split = "val" if manifest["splits"]["val"]["shards"] else "strong"
-    chosen = {split: (records.split_files(records_dir, split, manifest),
-                      functools.partial(records.parse_example, hu_window=config.data.hu_window),
+    strong = next(s for s in sources if s.name == "strong")  # its parse scales with the run's input window
+    chosen = {split: (records.split_files(records_dir, split, manifest), strong.parse,
                       lambda e: pipeline.one_hot(e["label"]))}
     weak = [s for s in sources if s.name == "weak"]
     if config.role == "student" and weak:

@@ -4,8 +4,9 @@ against the liver around it, how much of it the prediction covers and its best I
     .venv/bin/python docs/results/lesion-study/contrast.py PREDICTIONS REFERENCES [--json OUT]
 
 PREDICTIONS and REFERENCES are folders as ``o2l evaluate`` takes them (``segmentation-K.nii[.gz]`` in both,
-``volume-K.nii[.gz]`` beside the references). Lesions are 3D components (26-connected) of label 2, as in
-``o2l evaluate``; found means IoU > 0.5 with one predicted component (LiTS). Contrast is the lesion's mean HU minus
+``volume-K.nii[.gz]`` beside the references). Lesions, their diameters and whether they are found come from
+``o2l evaluate``'s own rule (``o2l_tf.metrics.lits.match_lesions``: 26-connected components, IoU > 0.5 with one
+predicted component). Contrast is the lesion's mean HU minus
 the mean HU of the liver voxels within 3 voxels around it (partial volume and nearby vessels included: what the
 network sees, not the value ``o2l synth`` drew).
 """
@@ -17,11 +18,15 @@ import json
 import os
 import re
 
+import sys
+
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-MIN_DIAMETER_MM = 10.0
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+from o2l_tf.metrics import lits  # noqa: E402
+
 CONTRAST_BINS = ((-1e9, -25.0, "hypodense, 25 HU or more"), (-25.0, -15.0, "hypodense, 15-25 HU"),
                  (-15.0, 0.0, "hypodense, under 15 HU"), (0.0, 1e9, "iso- or hyperdense"))
 
@@ -40,24 +45,25 @@ def _find(folder: str, stem: str, case: str) -> str:
 
 
 def lesions_of_case(prediction: np.ndarray, reference: np.ndarray, hu: np.ndarray, zooms) -> list[dict]:
-    structure = np.ones((3, 3, 3))
-    reference_components, count = ndimage.label(reference == 2, structure=structure)
-    predicted_components, _ = ndimage.label(prediction == 2, structure=structure)
+    """The reference lesions of 10 mm or more, in ``o2l evaluate``'s order (its components, labelled the same)."""
+    matches = lits.match_lesions(prediction == 2, reference == 2)
+    diameters = lits.equivalent_diameters(matches.reference_voxels, zooms)
+    reference_components, _ = ndimage.label(reference == 2, lits.TWENTY_SIX)
+    predicted_components, _ = ndimage.label(prediction == 2, lits.TWENTY_SIX)
     liver = reference == 1
     rows = []
-    for index in range(1, count + 1):
-        mask = reference_components == index
-        diameter = float((6.0 * mask.sum() * np.prod(zooms) / np.pi) ** (1.0 / 3.0))
-        if diameter < MIN_DIAMETER_MM:
+    for index, (diameter, found) in enumerate(zip(diameters, matches.found), start=1):
+        if lits.size_class(diameter) == lits.SIZE_CLASSES[0]:
             continue
+        mask = reference_components == index
         hits = [j for j in np.unique(predicted_components[mask]) if j > 0]
         best = max(((mask & (predicted_components == j)).sum() / (mask | (predicted_components == j)).sum()
                     for j in hits), default=0.0)
-        ring = ndimage.binary_dilation(mask, structure=structure, iterations=3) & ~mask & liver
+        ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=3) & ~mask & liver
         contrast = float(hu[mask].mean() - hu[ring].mean()) if ring.any() else float("nan")
-        rows.append({"diameter_mm": round(diameter, 1), "contrast_hu": round(contrast, 1),
+        rows.append({"diameter_mm": round(float(diameter), 1), "contrast_hu": round(contrast, 1),
                      "covered": round(float((mask & (prediction == 2)).sum() / mask.sum()), 3),
-                     "best_iou": round(float(best), 3), "found": bool(best > 0.5)})
+                     "best_iou": round(float(best), 3), "found": bool(found)})
     return rows
 
 

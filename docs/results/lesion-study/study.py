@@ -160,8 +160,8 @@ EXPERIMENTS += [
 ]
 # Fourth round: the demo student (1,512 steps of 96-px crops) in full supervision, 16 development cases: what
 # makes the shipped budget learn lesions faster. The paper's input window [-200, 250] HU spends most of the
-# input's range on fat, lung and bone edges; nnU-Net clips CT to its foreground's 0.5-99.5 percentiles
-# (about [-20, 200] HU on LiTS), where a 10-25 HU lesion is a larger share of what the first layer sees.
+# input's range on fat, lung and bone edges; nnU-Net clips CT to its training foreground's 0.5-99.5 percentiles,
+# a window around liver and lesion, where a 10-25 HU lesion is a larger share of what the first layer sees.
 DEMO_FULL = ("train.weak_labels=none", "train.localization=false", "train.images_every=0")
 EXPERIMENTS += [
     # (trained before the demo preset gained data.hu_window: "none" pins this row to the records' paper window; the
@@ -220,15 +220,16 @@ def cohort(work: str, kind: str, exp: Experiment) -> str:
 def records(work: str, exp: Experiment, phantoms: str, teacher_key: str) -> str:
     """A records folder per (cohort, split, margin, code, teacher): pseudo-labels live beside the weak shards."""
     split = ":".join(map(str, exp.split))
-    window = "" if exp.hu_window is None else "-w{:g}_{:g}".format(*exp.hu_window)
-    name = (f"{os.path.basename(phantoms)}-split{split.replace(':', '-')}-m{exp.margin_slices}{window}-{exp.code}-"
+    window = None if exp.hu_window is None else "{:g}:{:g}".format(*exp.hu_window)
+    tag = "" if window is None else "-w" + window.replace(":", "_")
+    name = (f"{os.path.basename(phantoms)}-split{split.replace(':', '-')}-m{exp.margin_slices}{tag}-{exp.code}-"
             f"{teacher_key}")
     path = os.path.join(work, "records", name)
     if not os.path.exists(os.path.join(path, "manifest.json")):
         margin = ["--margin-slices", "1000"] if exp.margin_slices < 0 else ["--margin-slices", str(exp.margin_slices)]
         _o2l(work, exp.code, ["build-records", "--data", phantoms, "--out", path, "--split", split, "--seed", "2",
-                              *margin, *([] if exp.hu_window is None else ["--hu-window", "{:g}:{:g}".format(
-                                  *exp.hu_window)]), "--workers", "2", "--overwrite", "--quiet"])
+                              *margin, *([] if window is None else ["--hu-window", window]), "--workers", "2",
+                              "--overwrite", "--quiet"])
     return path
 
 
@@ -283,8 +284,7 @@ def pseudo_label_quality(records_dir: str) -> dict:
     for example in data.as_numpy_iterator():
         label = truth[example["case_id"].decode()][:, :, int(example["slice_index"])]
         soft = example["soft_label"]
-        if label.shape != soft.shape[:2]:  # records resampled to a spacing (build-records --spacing auto)
-            label = resample.resample_labels(label, soft.shape[:2], 3)
+        label = resample.resample_labels(label, soft.shape[:2], 3)  # to records at a spacing (else unchanged)
         background_p.append(soft[..., 2][label == 0].astype(np.float64))
         liver_p.append(soft[..., 2][label == 1].astype(np.float64))
         lesion_mass += float(soft[..., 2].sum())
