@@ -8,7 +8,8 @@ PREDICTIONS and REFERENCES are folders as ``o2l evaluate`` takes them (``segment
 ``o2l evaluate``'s own rule (``o2l_tf.metrics.lits.match_lesions``: 26-connected components, IoU > 0.5 with one
 predicted component). Contrast is the lesion's mean HU minus
 the mean HU of the liver voxels within 3 voxels around it (partial volume and nearby vessels included: what the
-network sees, not the value ``o2l synth`` drew).
+network sees, not the value ``o2l synth`` drew). A missed lesion is classed by why (``failure``): not seen, merged
+with another reference lesion into one predicted component, under- or over-segmented.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from scipy import ndimage
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 from o2l_tf.metrics import lits  # noqa: E402
 
+FAILURES = ("found", "not seen", "merged", "under-segmented", "over-segmented")
 CONTRAST_BINS = ((-1e9, -25.0, "hypodense, 25 HU or more"), (-25.0, -15.0, "hypodense, 15-25 HU"),
                  (-15.0, 0.0, "hypodense, under 15 HU"), (0.0, 1e9, "iso- or hyperdense"))
 
@@ -44,6 +46,18 @@ def _find(folder: str, stem: str, case: str) -> str:
     raise FileNotFoundError(f"{folder}: no {stem}-{case}.nii[.gz]")
 
 
+def failure(found: bool, covered: float, merged: int) -> str:
+    """Why a lesion was missed: not seen (under 10 % of it predicted lesion), merged (its best predicted component
+    also overlaps another reference lesion), under-segmented (under half of it covered) or over-segmented."""
+    if found:
+        return "found"
+    if covered < 0.1:
+        return "not seen"
+    if merged:
+        return "merged"
+    return "under-segmented" if covered < 0.5 else "over-segmented"
+
+
 def lesions_of_case(prediction: np.ndarray, reference: np.ndarray, hu: np.ndarray, zooms) -> list[dict]:
     """The reference lesions of 10 mm or more, in ``o2l evaluate``'s order (its components, labelled the same)."""
     matches = lits.match_lesions(prediction == 2, reference == 2)
@@ -57,13 +71,16 @@ def lesions_of_case(prediction: np.ndarray, reference: np.ndarray, hu: np.ndarra
             continue
         mask = reference_components == index
         hits = [j for j in np.unique(predicted_components[mask]) if j > 0]
-        best = max(((mask & (predicted_components == j)).sum() / (mask | (predicted_components == j)).sum()
-                    for j in hits), default=0.0)
+        ious = {j: (mask & (predicted_components == j)).sum() / (mask | (predicted_components == j)).sum() for j in hits}
+        best = max(ious, key=ious.get, default=0)
+        covered = float((mask & (prediction == 2)).sum() / mask.sum())
+        # other reference lesions the best-matching predicted component also overlaps (any size)
+        merged = 0 if not best else len(set(np.unique(reference_components[predicted_components == best])) - {0, index})
         ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=3) & ~mask & liver
         contrast = float(hu[mask].mean() - hu[ring].mean()) if ring.any() else float("nan")
         rows.append({"diameter_mm": round(float(diameter), 1), "contrast_hu": round(contrast, 1),
-                     "covered": round(float((mask & (prediction == 2)).sum() / mask.sum()), 3),
-                     "best_iou": round(float(best), 3), "found": bool(found)})
+                     "covered": round(covered, 3), "best_iou": round(float(ious.get(best, 0.0)), 3),
+                     "merged_with": merged, "failure": failure(bool(found), covered, merged), "found": bool(found)})
     return rows
 
 
@@ -94,14 +111,17 @@ def main() -> None:
     rows = analyse(args.predictions, args.references)
     for r in rows:
         print(f"case {r['case']:>3}: {r['diameter_mm']:5.1f} mm, contrast {r['contrast_hu']:+6.1f} HU, covered "
-              f"{r['covered']:.2f}, best IoU {r['best_iou']:.2f}{'  found' if r['found'] else ''}")
+              f"{r['covered']:.2f}, best IoU {r['best_iou']:.2f}: {r['failure']}")
     classes = binned(rows)
     for name, found, total in classes:
         print(f"{name}: {found} of {total} found")
+    reasons = {reason: sum(r["failure"] == reason for r in rows) for reason in FAILURES}
+    print(", ".join(f"{reason} {count}" for reason, count in reasons.items()))
     if args.json:
         with open(args.json, "w") as stream:
             json.dump({"lesions": rows, "by_contrast": [{"contrast": n, "found": f, "lesions": t}
-                                                        for n, f, t in classes]}, stream, indent=1)
+                                                        for n, f, t in classes], "by_failure": reasons}, stream,
+                      indent=1)
 
 
 if __name__ == "__main__":
