@@ -9,6 +9,9 @@ over pixels and the *global* batch (reduction ``sum_over_batch_size``), which is
 Student, Eq. (4): L_s = L_seg + alpha * L_loc, compiled as two outputs with ``loss_weights`` (1, alpha).
 Optional, not the paper's: a soft Dice term added to L_seg (``dice_weight``; nnU-Net's CE + Dice) for short
 schedules, where cross-entropy alone learns the rare lesion class slowly.
+Optional, not the paper's: deep supervision (nnU-Net's), a loss on each coarser decoder stage's own head against
+the target area-averaged to that stage's resolution, weighted 1/2**level and normalised with the full-resolution
+term's weight to 1.
 Localization class weights: liver 0.1, lesion 1 (paper); background 1 (the paper is silent; 1 keeps the
 background term as strong as the lesion term).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from o2l_tf.configs.model import deep_supervision_name
 from o2l_tf.configs.run import PAPER_LOCALIZATION_WEIGHTS  # defined once, with the settings
 
 EPSILON = 1e-7
@@ -60,7 +64,7 @@ class SoftCrossEntropy(keras.losses.Loss):
     ``dice_weight`` times :func:`soft_dice_loss`."""
 
     def __init__(self, class_weights=None, name="soft_cross_entropy", reduction="sum_over_batch_size",
-                 dice_weight: float = 0.0, **kwargs):
+                 dice_weight: float = 0.0, target_pool: int = 1, **kwargs):
         super().__init__(name=name, reduction=reduction, **kwargs)
         if class_weights is not None:
             class_weights = [float(w) for w in class_weights]
@@ -68,10 +72,15 @@ class SoftCrossEntropy(keras.losses.Loss):
                 raise ValueError(f"class weights must be non-negative, got {class_weights}")
         if dice_weight < 0:
             raise ValueError(f"dice_weight must be non-negative, got {dice_weight}")
+        if target_pool < 1:
+            raise ValueError(f"target_pool must be a positive integer, got {target_pool}")
         self.class_weights = class_weights
         self.dice_weight = float(dice_weight)
+        self.target_pool = int(target_pool)
 
     def call(self, y_true, y_pred):
+        if self.target_pool > 1:  # a coarser head's target: each class's share of the pooled pixels
+            y_true = ops.average_pool(ops.cast(y_true, "float32"), self.target_pool, self.target_pool, "valid")
         pixels = pixel_cross_entropy(y_true, y_pred, self.class_weights)
         if not self.dice_weight:
             return pixels
@@ -80,7 +89,8 @@ class SoftCrossEntropy(keras.losses.Loss):
         return pixels + self.dice_weight * soft_dice_loss(y_true, y_pred)[:, None, None]
 
     def get_config(self):
-        return {**super().get_config(), "class_weights": self.class_weights, "dice_weight": self.dice_weight}
+        return {**super().get_config(), "class_weights": self.class_weights, "dice_weight": self.dice_weight,
+                "target_pool": self.target_pool}
 
 
 def _weights_unless_uniform(class_weights):
@@ -97,14 +107,26 @@ def teacher_loss(class_weights=None, dice_weight: float = 0.0) -> SoftCrossEntro
                             dice_weight=dice_weight)
 
 
+def deep_supervision_weights(levels: int) -> list[float]:
+    """nnU-Net's weights of the full-resolution head and ``levels`` coarser ones: 1/2**level, summing to 1."""
+    raw = [0.5 ** level for level in range(levels + 1)]
+    return [w / sum(raw) for w in raw]
+
+
 def student_losses(alpha: float = 1.0, localization_weights=PAPER_LOCALIZATION_WEIGHTS, localization: bool = True,
-                   segmentation_weights=None, dice_weight: float = 0.0):
-    """Eq. (4) as Keras (losses, loss_weights) for the student's two outputs."""
+                   segmentation_weights=None, dice_weight: float = 0.0, deep_supervision: int = 0):
+    """Eq. (4) as Keras (losses, loss_weights) for the student's outputs (``deep_supervision`` coarser heads)."""
     if alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}")
+    scale_weights = deep_supervision_weights(deep_supervision)
     losses = {"segmentation": SoftCrossEntropy(_weights_unless_uniform(segmentation_weights),
                                                name="segmentation_cross_entropy", dice_weight=dice_weight)}
-    weights = {"segmentation": 1.0}
+    weights = {"segmentation": scale_weights[0]}
+    for level in range(1, deep_supervision + 1):
+        head = deep_supervision_name(level)
+        losses[head] = SoftCrossEntropy(_weights_unless_uniform(segmentation_weights), name=f"{head}_cross_entropy",
+                                        dice_weight=dice_weight, target_pool=2 ** level)
+        weights[head] = scale_weights[level]
     if localization:
         losses["localization"] = SoftCrossEntropy(localization_weights, name="localization_cross_entropy")
         weights["localization"] = float(alpha)

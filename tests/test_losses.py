@@ -129,3 +129,28 @@ def test_dice_weight_setting_reaches_both_losses_and_is_checked():
     config = apply_overrides(preset("test", "student"), ["train.dice_weight=-0.5"])
     with pytest.raises(InputError, match="dice_weight"):
         config.validate()
+
+
+def test_deep_supervision_loss_against_area_averaged_targets():
+    from o2l_tf.losses import deep_supervision_weights
+
+    assert deep_supervision_weights(0) == [1.0]
+    np.testing.assert_allclose(deep_supervision_weights(2), [4 / 7, 2 / 7, 1 / 7])
+    losses, weights = student_losses(localization=False, dice_weight=0.5, deep_supervision=2)
+    assert set(losses) == {"segmentation", "deep_supervision_1", "deep_supervision_2"}
+    assert weights["deep_supervision_2"] == pytest.approx(1 / 7) and losses["deep_supervision_2"].target_pool == 4
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, (2, 8, 8))
+    targets = np.eye(3, dtype="float32")[labels]
+    probabilities = rng.dirichlet(np.ones(3), (2, 4, 4)).astype("float32")
+    # NumPy: each 2x2 block's class shares are the coarse pixel's target
+    pooled = targets.reshape(2, 4, 2, 4, 2, 3).mean(axis=(2, 4))
+    cross_entropy = -(pooled * np.log(probabilities)).sum(-1).mean()
+    foreground = pooled[..., 1:], probabilities[..., 1:]
+    dice = 2 * (foreground[0] * foreground[1]).sum((1, 2)) / (foreground[0].sum((1, 2)) + foreground[1].sum((1, 2)))
+    present = foreground[0].max((1, 2)) >= 0.5
+    dice_loss = np.where(present.any(-1), 1 - (dice * present).sum(-1) / np.maximum(present.sum(-1), 1), 0.0)
+    expected = cross_entropy + 0.5 * dice_loss.mean()
+    assert float(losses["deep_supervision_1"](targets, probabilities)) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="target_pool"):
+        SoftCrossEntropy(target_pool=0)

@@ -19,6 +19,11 @@ TABLE_II = {
 }
 
 
+def deep_supervision_name(level: int) -> str:
+    """The student's output (and head) on the decoder stage at 1 / 2**level resolution (deep supervision)."""
+    return f"deep_supervision_{level}"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Defaults: 4 scales, 32 base filters (32-64-128-256, bottleneck 512), the paper's O2L teacher.
@@ -28,6 +33,9 @@ class ModelConfig:
     - ``localization_channels``: channels C of each sub-pixel branch (conv to C*r*r, depth_to_space(r)).
     - ``localization_scales``: decoder stages feeding the localization branch, as down-sampling exponents
       (3 = 1/8 resolution ... 0 = full resolution); None (default) means every decoder stage.
+    - ``deep_supervision``: students only, not the paper's: this many coarser decoder stages (1/2, 1/4, ...) get
+      a segmentation head of their own during training (nnU-Net's deep supervision); 0 (default) = none. The
+      inference model never has them.
     """
 
     depth: int = 4
@@ -39,6 +47,7 @@ class ModelConfig:
     localization_channels: int = 16
     localization_scales: tuple[int, ...] | None = None
     norm_momentum: float = 0.99  # BatchNormalization moving-average momentum (Keras default)
+    deep_supervision: int = 0
 
     def validate(self) -> None:
         if self.depth < 1:
@@ -53,6 +62,9 @@ class ModelConfig:
             raise InputError(f"localization_scales must be in [0, {self.depth - 1}], got {self.localization_scales}")
         if not 0.0 <= self.norm_momentum < 1.0:
             raise InputError(f"norm_momentum must be in [0, 1), got {self.norm_momentum}")
+        if not 0 <= self.deep_supervision < self.depth:
+            raise InputError(f"deep_supervision must be in [0, {self.depth - 1}] (coarser decoder stages), "
+                             f"got {self.deep_supervision}")
         if self.localization_channels < 1:
             raise InputError(f"localization_channels must be at least 1, got {self.localization_channels}")
 

@@ -86,6 +86,9 @@ class RunConfig:
             raise InputError(f"role must be one of {ROLES}, got {self.role!r}")
         self.model.validate()
         self.model.check_input_size(self.data.crop_size, self.data.crop_size)
+        if self.role == "teacher" and self.model.deep_supervision:
+            raise InputError(f"model.deep_supervision={self.model.deep_supervision} is a student setting; the "
+                             f"teacher has one segmentation head")
         t, d = self.train, self.data
         if t.weak_labels not in WEAK_LABELS:
             raise InputError(f"train.weak_labels must be one of {WEAK_LABELS}, got {t.weak_labels!r}")

@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
+from o2l_tf.configs.model import deep_supervision_name
 from o2l_tf.data import records, schema
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -121,13 +122,18 @@ def augment(image, target, boxes, seed, crop_size: int, scale_range, flip: bool,
     return stack[..., :channels], stack[..., channels:channels + NUM_CLASSES], stack[..., channels + NUM_CLASSES:]
 
 
-def to_model_io(role: str, image, target, boxes, localization: bool = True):
-    """(inputs, targets) as the teacher or the student consumes them."""
+def to_model_io(role: str, image, target, boxes, localization: bool = True, deep_supervision: int = 0):
+    """(inputs, targets) as the teacher or the student consumes them. A deeply supervised student's coarser
+    heads get the full-resolution target too: their loss averages it down (``o2l_tf.losses``)."""
     if role == "teacher":
         return {"image": image, "organ_box": boxes[..., :1], "lesion_box": boxes[..., 1:2]}, target
-    if not localization:
+    if not localization and not deep_supervision:
         return {"image": image}, target
-    return {"image": image}, {"segmentation": target, "localization": box_partition(boxes)}
+    targets = {"segmentation": target}
+    if localization:
+        targets["localization"] = box_partition(boxes)
+    targets.update({deep_supervision_name(level): target for level in range(1, deep_supervision + 1)})
+    return {"image": image}, targets
 
 
 def _files_dataset(files, compression: str, parse, seed) -> tf.data.Dataset:
@@ -154,7 +160,7 @@ class TrainingSource(NamedTuple):
 
 
 def training_dataset(sources: list[TrainingSource], settings, role: str, localization: bool, steps_per_epoch: int,
-                     epoch: int, seed: int, end_epoch: int | None = None):
+                     epoch: int, seed: int, end_epoch: int | None = None, deep_supervision: int = 0):
     """The batches of epochs ``epoch`` .. ``end_epoch - 1`` (one epoch by default), in order.
 
     Each epoch's batches are a pure function of (seed, epoch), so resuming at epoch k replays nothing, and one
@@ -164,7 +170,7 @@ def training_dataset(sources: list[TrainingSource], settings, role: str, localiz
     sources = [TrainingSource(*source) for source in sources]
     end_epoch = epoch + 1 if end_epoch is None else end_epoch
     epochs = tf.data.Dataset.range(int(epoch), int(end_epoch)).flat_map(
-        lambda e: _epoch_batches(sources, settings, role, localization, steps_per_epoch, e, seed))
+        lambda e: _epoch_batches(sources, settings, role, localization, steps_per_epoch, e, seed, deep_supervision))
     # repeat(): Keras takes exactly steps_per_epoch batches per epoch; the repeat only spares it an end-of-data
     # warning.
     return _fit_options(epochs.repeat().prefetch(AUTOTUNE))
@@ -195,7 +201,7 @@ def _source_streams(source: TrainingSource, settings, epoch_seed):
 
 
 def _epoch_batches(sources: list[TrainingSource], settings, role: str, localization: bool, steps_per_epoch: int,
-                   epoch, seed: int):
+                   epoch, seed: int, deep_supervision: int = 0):
     """One epoch's batches; ``epoch`` is an int64 scalar tensor (from the range of epochs)."""
     # tf.data's seeded ops pair their op seed with the graph's seed and compare the pair with (0, 0) in Python,
     # which fails for a tensor op seed when the graph seed is 0 (as after keras.utils.set_random_seed(0)). This
@@ -214,7 +220,7 @@ def _epoch_batches(sources: list[TrainingSource], settings, role: str, localizat
         image, target, boxes = augment(image, target, boxes, example_seed, settings.crop_size,
                                        settings.scale_range, settings.flip, settings.foreground_crop,
                                        organ_boxes, lesion_boxes)
-        return to_model_io(role, image, target, boxes, localization)
+        return to_model_io(role, image, target, boxes, localization, deep_supervision)
 
     dataset = indexed.map(augment_one, num_parallel_calls=AUTOTUNE, deterministic=True)
     return dataset.batch(settings.batch_size, drop_remainder=True)
@@ -247,7 +253,8 @@ def pad_to_multiple(tensor, multiple: int, value=0.0):
     return tf.pad(tensor, batch + [[0, pad_h], [0, pad_w], [0, 0]], constant_values=value)
 
 
-def validation_dataset(files, compression: str, settings, role: str, localization: bool, multiple: int):
+def validation_dataset(files, compression: str, settings, role: str, localization: bool, multiple: int,
+                       deep_supervision: int = 0):
     """Whole val slices (padded to the network's multiple; padded pixels have an all-zero target)."""
     dataset = tf.data.TFRecordDataset(files, compression_type=compression).map(
         lambda serialized: records.parse_example(serialized, settings.hu_window), num_parallel_calls=AUTOTUNE)
@@ -258,7 +265,7 @@ def validation_dataset(files, compression: str, settings, role: str, localizatio
         image = pad_to_multiple(example["image"], multiple)
         target = pad_to_multiple(one_hot(example["label"]), multiple)
         boxes = pad_to_multiple(example["box_channels"], multiple)
-        return to_model_io(role, image, target, boxes, localization)
+        return to_model_io(role, image, target, boxes, localization, deep_supervision)
 
     return _fit_options(dataset.map(prepare, num_parallel_calls=AUTOTUNE).padded_batch(settings.val_batch_size)
                         .prefetch(AUTOTUNE))

@@ -115,8 +115,8 @@ def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: s
 def build_model(config: RunConfig):
     if config.role == "teacher":
         return TeacherAnnotator(config.model)
-    if config.train.localization:
-        return StudentSegmentor(config.model)
+    if config.train.localization or config.model.deep_supervision:
+        return StudentSegmentor(config.model, localization=config.train.localization)
     return UNetBackbone(config.model, name="student")
 
 
@@ -129,7 +129,7 @@ def compile_model(model, config: RunConfig, jit: bool):
     metrics = [DiceScore("liver"), DiceScore("lesion")]
     if isinstance(model, StudentSegmentor):
         losses, weights = student_losses(t.alpha, t.localization_weights, t.localization, t.segmentation_weights,
-                                        t.dice_weight)
+                                        t.dice_weight, config.model.deep_supervision)
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                       metrics={"segmentation": metrics}, jit_compile=jit)
     else:
@@ -324,7 +324,8 @@ def _fit(run: _Run, model, sources, val_data, steps: int, first_epoch: int, loca
     # One dataset whose epochs are each seeded by (seed, epoch): a resumed run sees the same batches, and no
     # epoch pays for a new fit call (about 1 s each).
     train_data = pipeline.training_dataset(sources, config.data, config.role, localization, steps, first_epoch,
-                                           config.train.seed, end_epoch=config.train.epochs)
+                                           config.train.seed, end_epoch=config.train.epochs,
+                                           deep_supervision=config.model.deep_supervision)
     # Every validate_every-th epoch and always the last (Keras counts validation_freq epochs from 1).
     validate_at = [e for e in range(first_epoch + 1, config.train.epochs + 1)
                    if e % config.train.validate_every == 0 or e == config.train.epochs]
@@ -352,8 +353,9 @@ def _train(config: RunConfig, records_dir: str, model_dir: str, teacher_dir: str
             f"{' (auto)' if config.train.precision == 'auto' else ''}, XLA {'on' if run.jit else 'off'}")
     localization = config.role == "student" and config.train.localization
     val_files = records.split_files(records_dir, "val", run.manifest)
-    val_data = pipeline.validation_dataset(val_files, records.compression(run.manifest), config.data, config.role,
-                                           localization, run.multiple) if val_files else None
+    val_data = None if not val_files else pipeline.validation_dataset(
+        val_files, records.compression(run.manifest), config.data, config.role, localization, run.multiple,
+        config.model.deep_supervision)
     model, checkpoint, epoch_variable = _build_or_resume(run, log)
     first_epoch = int(epoch_variable.numpy())
     callbacks, guard, progress_line = _callbacks(run, model, checkpoint, epoch_variable, sources, steps,

@@ -158,3 +158,28 @@ def test_invalid_configs_raise_value_error(config, shape, match):
 def test_model_config_dict_round_trip():
     config = ModelConfig(depth=3, base_filters=8, attention="multichannel", shortcut=False, localization_scales=(2, 0))
     assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("localization", [True, False])
+def test_deep_supervision_heads_are_training_only(tmp_path, localization):
+    student = StudentSegmentor(dict(TINY, deep_supervision=2), localization=localization)
+    image = {"image": batch()["image"]}
+    outputs = student.predict(image, verbose=0)
+    expected = {"segmentation", "deep_supervision_1", "deep_supervision_2"} | ({"localization"} if localization else set())
+    assert set(outputs) == expected
+    assert outputs["deep_supervision_1"].shape == (2, 16, 16, 3) and outputs["deep_supervision_2"].shape == (2, 8, 8, 3)
+    np.testing.assert_allclose(outputs["deep_supervision_2"].sum(-1), 1.0, atol=1e-5)
+    # The inference model is the plain backbone: same weights, same segmentation, no extra heads.
+    inference = student.inference_model()
+    assert inference.count_params() == UNetBackbone(TINY).count_params()
+    np.testing.assert_array_equal(inference.predict(image, verbose=0), outputs["segmentation"])
+    path = tmp_path / "student.keras"
+    student.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.localization is localization and loaded.model_config.deep_supervision == 2
+    np.testing.assert_array_equal(loaded.predict(image, verbose=0)["deep_supervision_1"], outputs["deep_supervision_1"])
+
+
+def test_deep_supervision_must_leave_a_coarser_stage():
+    with pytest.raises(ValueError, match="deep_supervision must be in \\[0, 3\\]"):
+        StudentSegmentor(dict(TINY, deep_supervision=4))

@@ -318,3 +318,30 @@ def test_mixed_precision_training_runs_with_finite_losses(small_records, tmp_pat
             assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         finally:
             keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.parametrize("localization", ["true", "false"])
+def test_deep_supervision_trains_and_exports_the_plain_backbone(small_records, tmp_path, localization):
+    config = apply_overrides(preset("test", "student"), [
+        "train.epochs=1", "train.images_every=0", "train.weak_labels=none", f"train.localization={localization}",
+        "model.deep_supervision=2"])
+    summary = train(config, small_records, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+    history = summary["history"]
+    for head in ("deep_supervision_1", "deep_supervision_2"):  # each coarse head has a finite loss of its own
+        assert np.isfinite(history[f"{head}_loss"][0]) and np.isfinite(history[f"val_{head}_loss"][0])
+    # The total is the weighted sum of the heads' losses (4/7, 2/7, 1/7; + alpha x localization).
+    parts = 4 / 7 * history["segmentation_loss"][0] + 2 / 7 * history["deep_supervision_1_loss"][0] \
+        + 1 / 7 * history["deep_supervision_2_loss"][0]
+    if localization == "true":
+        parts += config.train.alpha * history["localization_loss"][0]
+    assert history["loss"][0] == pytest.approx(parts, rel=1e-3)
+    exported = keras.models.load_model(tmp_path / "run" / "student.keras")
+    assert not isinstance(exported.output, dict) and exported.output.shape[-1] == 3
+    assert not any(layer.name.startswith(("deep_supervision", "localization")) for layer in exported.layers)
+
+
+def test_deep_supervision_is_refused_for_the_teacher(small_records, tmp_path):
+    config = apply_overrides(preset("test", "teacher"), ["model.deep_supervision=1"])
+    with pytest.raises(InputError, match="model.deep_supervision=1 is a student setting"):
+        train(config, small_records, str(tmp_path / "run"), progress=False, log=lambda *_: None)
+    assert not os.path.exists(tmp_path / "run")

@@ -173,6 +173,17 @@ EXPERIMENTS += [
     Experiment("w-demo-preset-narrow", "window", "demo-preset (mixed 30:60:10) with the input window [-20, 200] HU",
                split=(30, 60, 10), teacher=(), preset="demo", dev_cases=16, every=28, hu_window=(-20.0, 200.0)),
 ]
+# Fifth round: the demo-budget student under-fits lesions of low contrast even on its own training cases (round 5):
+# does nnU-Net's deep supervision (segmentation heads on the 1/2 and 1/4 decoder stages) make the same steps count
+# for more?
+EXPERIMENTS += [
+    Experiment("ds-demo-full-narrow", "deep-supervision", "w-demo-full-narrow with deep supervision (2 coarser heads)",
+               preset="demo", dev_cases=16, every=28, student=DEMO_FULL + ("model.deep_supervision=2",),
+               hu_window=(-20.0, 200.0)),
+    Experiment("ds-demo-preset-narrow", "deep-supervision", "w-demo-preset-narrow with deep supervision (student)",
+               split=(30, 60, 10), teacher=(), preset="demo", dev_cases=16, every=28, hu_window=(-20.0, 200.0),
+               student=("model.deep_supervision=2",)),
+]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 
