@@ -41,7 +41,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/run.py
 
 reproduce: $(INSTALLED)
-	@# the paper's four studies on phantoms at medium scale, one seed (about 90 minutes on 2 CPU cores; resumable)
+	@# the paper's four studies on phantoms at medium scale, one seed (about 50 minutes on 2 CPU cores with bf16; resumable)
 	$(BIN)/o2l reproduce --study all --scale medium --out reproduce-medium
 
 clean:
