@@ -9,7 +9,11 @@ PREDICTIONS and REFERENCES are folders as ``o2l evaluate`` takes them (``segment
 predicted component). Contrast is the lesion's mean HU minus
 the mean HU of the liver voxels within 3 voxels around it (partial volume and nearby vessels included: what the
 network sees, not the value ``o2l synth`` drew). A missed lesion is classed by why (``failure``): not seen, merged
-with another reference lesion into one predicted component, under- or over-segmented.
+with another reference lesion into one predicted component, under- or over-segmented. ``rose`` is the Rose
+detectability index of the lesion's largest axial cross-section, |contrast| / SD × sqrt(pixels), with SD the HU
+standard deviation of the liver 2-4 voxels around the lesion (robust: 1.4826 × the median absolute deviation, so
+that vessels do not count as noise; partial volume left out); Rose's
+criterion for a reliable detection by an observer is k >= 5.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from o2l_tf.metrics import lits  # noqa: E402
 FAILURES = ("found", "not seen", "merged", "under-segmented", "over-segmented")
 CONTRAST_BINS = ((-1e9, -25.0, "hypodense, 25 HU or more"), (-25.0, -15.0, "hypodense, 15-25 HU"),
                  (-15.0, 0.0, "hypodense, under 15 HU"), (0.0, 1e9, "iso- or hyperdense"))
+ROSE_BINS = ((0.0, 5.0, "Rose k under 5"), (5.0, 10.0, "Rose k 5-10"), (10.0, 1e9, "Rose k 10 or more"))
 
 
 def _load(path: str) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -78,10 +83,24 @@ def lesions_of_case(prediction: np.ndarray, reference: np.ndarray, hu: np.ndarra
         merged = 0 if not best else len(set(np.unique(reference_components[predicted_components == best])) - {0, index})
         ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=3) & ~mask & liver
         contrast = float(hu[mask].mean() - hu[ring].mean()) if ring.any() else float("nan")
+        rose = rose_index(contrast, hu, mask, liver)
         rows.append({"diameter_mm": round(float(diameter), 1), "contrast_hu": round(contrast, 1),
                      "covered": round(covered, 3), "best_iou": round(float(ious.get(best, 0.0)), 3),
-                     "merged_with": merged, "failure": failure(bool(found), covered, merged), "found": bool(found)})
+                     "merged_with": merged, "failure": failure(bool(found), covered, merged), "found": bool(found),
+                     "rose": round(rose, 1)})
     return rows
+
+
+def rose_index(contrast: float, hu: np.ndarray, mask: np.ndarray, liver: np.ndarray) -> float:
+    """|contrast| / SD × sqrt(pixels of the largest axial cross-section); robust SD of the liver 2-4 voxels away."""
+    near = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=1)
+    ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=4) & ~near & liver
+    if ring.sum() < 2 or not np.isfinite(contrast):
+        return float("nan")
+    pixels = mask.reshape(-1, mask.shape[-1]).sum(axis=0).max()  # canonical (RAS): the last axis is axial
+    values = hu[ring]
+    sd = 1.4826 * float(np.median(np.abs(values - np.median(values))))  # robust SD: vessels in the ring are outliers
+    return abs(contrast) / max(sd, 1e-6) * float(np.sqrt(pixels))
 
 
 def analyse(predictions: str, references: str) -> list[dict]:
@@ -96,10 +115,10 @@ def analyse(predictions: str, references: str) -> list[dict]:
     return rows
 
 
-def binned(rows: list[dict]) -> list[tuple[str, int, int]]:
-    """(contrast class, lesions found, lesions) of the rows."""
-    return [(name, sum(r["found"] for r in rows if low <= r["contrast_hu"] < high),
-             sum(1 for r in rows if low <= r["contrast_hu"] < high)) for low, high, name in CONTRAST_BINS]
+def binned(rows: list[dict], key: str = "contrast_hu", bins=CONTRAST_BINS) -> list[tuple[str, int, int]]:
+    """(class, lesions found, lesions) of the rows, by contrast or (``key="rose"``, ``ROSE_BINS``) by Rose index."""
+    return [(name, sum(r["found"] for r in rows if low <= r[key] < high),
+             sum(1 for r in rows if low <= r[key] < high)) for low, high, name in bins]
 
 
 def main() -> None:
@@ -111,17 +130,17 @@ def main() -> None:
     rows = analyse(args.predictions, args.references)
     for r in rows:
         print(f"case {r['case']:>3}: {r['diameter_mm']:5.1f} mm, contrast {r['contrast_hu']:+6.1f} HU, covered "
-              f"{r['covered']:.2f}, best IoU {r['best_iou']:.2f}: {r['failure']}")
-    classes = binned(rows)
-    for name, found, total in classes:
+              f"{r['covered']:.2f}, best IoU {r['best_iou']:.2f}, Rose k {r['rose']:5.1f}: {r['failure']}")
+    classes, roses = binned(rows), binned(rows, "rose", ROSE_BINS)
+    for name, found, total in classes + roses:
         print(f"{name}: {found} of {total} found")
     reasons = {reason: sum(r["failure"] == reason for r in rows) for reason in FAILURES}
     print(", ".join(f"{reason} {count}" for reason, count in reasons.items()))
     if args.json:
         with open(args.json, "w") as stream:
             json.dump({"lesions": rows, "by_contrast": [{"contrast": n, "found": f, "lesions": t}
-                                                        for n, f, t in classes], "by_failure": reasons}, stream,
-                      indent=1)
+                                                        for n, f, t in classes], "by_failure": reasons,
+                       "by_rose": [{"rose": n, "found": f, "lesions": t} for n, f, t in roses]}, stream, indent=1)
 
 
 if __name__ == "__main__":
