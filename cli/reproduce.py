@@ -14,7 +14,8 @@ from o2l_tf.reproduce.plan import SCALES
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for cohorts, records, runs and reports; rerun the same command to resume.")
 @click.option("--scale", type=click.Choice(list(SCALES)), default="small", show_default=True,
-              help="small: minutes (checks the machinery); medium: about 50 minutes per seed on 2 CPU cores with bf16; paper: GPUs.")
+              help="small: minutes (checks the machinery); medium: about 50 minutes per seed on 2 CPU cores "
+                   "with bf16; paper: GPUs.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Phantom and training seed (test phantoms use seed + 1).")
 @click.option("--seeds", help="Several seeds, e.g. 0,2: each in OUT/seed-N, and OUT/report.md with mean and "
