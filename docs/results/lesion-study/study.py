@@ -192,6 +192,16 @@ EXPERIMENTS += [
                student=DEMO_FULL + ("model.base_filters=8", "train.epochs=140", "train.volume_validation_every=70",
                                     "train.validate_every=70")),
 ]
+# Seventh round: the converge student is under-trained (its curves still rise, and it finds under half the lesions
+# of its own training cases): does three times its steps (29,160) move the development cohort towards the issue's
+# targets, or do the scores level off? The 1x twin is converge-preset-full; the val split is scored every 180
+# epochs only, as the 1x run's own schedule would have it three times.
+EXPERIMENTS += [
+    Experiment("long-converge-full-3x", "steps", "converge-preset-full trained three times the steps (29,160)",
+               cases=80, preset="converge", dev_cases=16, every=90,
+               student=("train.weak_labels=none", "train.localization=false", "train.epochs=540",
+                        "train.validate_every=180", "train.volume_validation_every=180")),
+]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
 
