@@ -385,7 +385,7 @@ def rescore(work: str, exp: Experiment) -> None:
 
 def run_experiment(work: str, exp: Experiment) -> dict:
     from o2l_tf.training import volume_validation as vv
-    from o2l_tf.training.run import train, training_predictor
+    from o2l_tf.training.run import input_window, train, training_predictor
 
     result_path = result_file(exp.name)
     if os.path.exists(result_path):
@@ -418,7 +418,8 @@ def run_experiment(work: str, exp: Experiment) -> dict:
     if exp.code == "current":
         from o2l_tf.data import records as rec
 
-        window = tuple(rec.load_manifest(records_dir)["preprocessing"]["hu_window"])
+        # the network's input window, as the library's own validation takes it (data.hu_window, else the records')
+        window = input_window(config, records_dir, rec.load_manifest(records_dir))
         callbacks = []
         for name, pairs in (("dev", _dev_pairs(dev)), ("train", _tracked_train_cases(records_dir))):
             callbacks.append(vv.VolumeValidation(
