@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import nibabel as nib
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from tests.metrics.lesion_study_tools import load_tool
 
 def _tool():
-    path = os.path.join(ROOT, "docs", "results", "lesion-study", "ceiling.py")
-    spec = importlib.util.spec_from_file_location("ceiling_tool", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("ceiling")
 
 
 def _write_case(folder, case: str, hu: np.ndarray, labels: np.ndarray, zooms=(2.0, 2.0, 4.0)) -> None:

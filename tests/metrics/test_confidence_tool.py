@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from tests.metrics.lesion_study_tools import load_tool
 
 def _tool():
-    path = os.path.join(ROOT, "docs", "results", "lesion-study", "confidence.py")
-    spec = importlib.util.spec_from_file_location("confidence_tool", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("confidence")
 
 
 def test_components_under_the_confidence_become_liver(tmp_path):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 
 import numpy as np
@@ -49,10 +48,9 @@ def lesion_properties(reference: np.ndarray, hu: np.ndarray, zooms) -> tuple[np.
     rows = []
     for index in range(1, count + 1):
         mask = components == index
-        ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=3) & ~mask & liver
-        lesion_contrast = float(hu[mask].mean() - hu[ring].mean()) if ring.any() else float("nan")
+        lesion_contrast = contrast.ring_contrast(hu, mask, liver)
         rose = contrast.rose_index(lesion_contrast, hu, mask, liver)
-        axial = mask.reshape(-1, mask.shape[-1]).sum(axis=0).max()  # canonical (RAS): the last axis is axial
+        axial = contrast.largest_axial_pixels(mask)
         rows.append({"diameter_mm": float(diameters[index - 1]), "contrast_hu": lesion_contrast,
                      "rose": rose, "rose_3d": rose * float(np.sqrt(voxels[index - 1] / axial)),
                      "voxels": int(voxels[index - 1])})
@@ -77,8 +75,7 @@ def oracle_prediction(reference: np.ndarray, components: np.ndarray, lesions: li
 
 
 def ceilings(references: str) -> dict:
-    cases = sorted((m.group(1) for n in os.listdir(references)
-                    if (m := re.fullmatch(r"segmentation-(\w+)\.nii(\.gz)?", n))), key=lambda c: (len(c), c))
+    cases = contrast.case_ids(references)
     scored = {oracle: [] for oracle in ORACLES}
     per_case = []
     for case in cases:

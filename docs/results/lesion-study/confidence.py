@@ -29,6 +29,7 @@ from scipy import ndimage
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 sys.path.insert(0, HERE)
+import contrast  # noqa: E402
 import threshold  # noqa: E402
 from o2l_tf.inference.postprocess import postprocess  # noqa: E402
 from o2l_tf.synth.phantom import generate_phantom  # noqa: E402
@@ -52,11 +53,16 @@ def filter_components(labels: np.ndarray, lesion_probability: np.ndarray, confid
     return result
 
 
-def score(cases, confidence: float) -> dict:
+def recipe_labels(cases) -> dict[str, np.ndarray]:
+    """Each case's labels as ``o2l predict`` makes them: argmax, the paper's post-processing, 500 mm3 removal."""
+    return {case: postprocess(threshold.decide(probabilities, None), spacing=zooms, min_lesion_mm3=MIN_LESION_MM3)
+            for case, (probabilities, _, zooms) in cases.items()}
+
+
+def score(cases, labels: dict[str, np.ndarray], confidence: float) -> dict:
     results = []
-    for probabilities, reference, zooms in cases.values():
-        labels = postprocess(threshold.decide(probabilities, None), spacing=zooms, min_lesion_mm3=MIN_LESION_MM3)
-        results.append((lits.evaluate_volume(filter_components(labels, probabilities[..., 2], confidence),
+    for case, (probabilities, reference, zooms) in cases.items():
+        results.append((lits.evaluate_volume(filter_components(labels[case], probabilities[..., 2], confidence),
                                              reference, zooms, distances=False), reference))
     summary = lits.summarize([r for r, _ in results])
     clean = [r["burden"][1] == 0 for r, reference in results if not (reference == 2).any()]
@@ -85,11 +91,10 @@ def vessel_mask(references: str, case: str, reference: np.ndarray) -> np.ndarray
     return mask
 
 
-def false_positives(cases, references: str) -> list[dict]:
+def false_positives(cases, labels: dict[str, np.ndarray], references: str) -> list[dict]:
     rows = []
     for case, (probabilities, reference, zooms) in cases.items():
-        labels = postprocess(threshold.decide(probabilities, None), spacing=zooms, min_lesion_mm3=MIN_LESION_MM3)
-        components, count = ndimage.label(labels == 2, lits.TWENTY_SIX)
+        components, count = ndimage.label(labels[case] == 2, lits.TWENTY_SIX)
         hu, _ = threshold._canonical(os.path.join(references, f"volume-{case}.nii.gz"))
         vessels = None
         for index in range(1, count + 1):
@@ -98,10 +103,10 @@ def false_positives(cases, references: str) -> list[dict]:
                 continue
             if vessels is None:
                 vessels = vessel_mask(references, case, reference)
-            ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=3) & ~mask & (reference == 1)
+            lesion_contrast = contrast.ring_contrast(hu, mask, reference == 1)
             rows.append({"case": case, "mm3": round(float(mask.sum() * np.prod(zooms)), 1),
                          "mean_probability": round(float(probabilities[..., 2][mask].mean()), 3),
-                         "contrast_hu": round(float(hu[mask].mean() - hu[ring].mean()), 1) if ring.any() else None,
+                         "contrast_hu": round(lesion_contrast, 1) if np.isfinite(lesion_contrast) else None,
                          "in_liver": round(float((reference[mask] >= 1).mean()), 3),
                          "on_vessel": None if vessels is None else round(float(vessels[mask].mean()), 3)})
     return rows
@@ -114,16 +119,17 @@ def main() -> None:
     parser.add_argument("--json", help="write every row here")
     args = parser.parse_args()
     cases = threshold.load_cases(args.predictions, args.references)
+    labels = recipe_labels(cases)
     rows = []
     for confidence in CONFIDENCES:
-        row = score(cases, confidence)
+        row = score(cases, labels, confidence)
         rows.append(row)
         f = row["found"]
         print(f"mean p(lesion) >= {confidence:.2f}: lesion Dice {100 * row['lesion_dice_per_case']:5.1f} / "
               f"{100 * row['lesion_dice_global']:5.1f} %, found 10-20 mm {f['10-20 mm'][0]}/{f['10-20 mm'][1]}, "
               f"> 20 mm {f['> 20 mm'][0]}/{f['> 20 mm'][1]}, FP {row['false_positives_per_case']:.2f}/case, "
               f"tumour-free clean {row['tumour_free_clean'][0]} of {row['tumour_free_clean'][1]}", flush=True)
-    components = false_positives(cases, args.references)
+    components = false_positives(cases, labels, args.references)
     for c in components:
         print(f"false positive, case {c['case']:>3}: {c['mm3']:7.0f} mm3, mean p {c['mean_probability']:.2f}, "
               f"contrast {c['contrast_hu']:+6.1f} HU, in liver {c['in_liver']:.2f}, on a vessel {c['on_vessel']}")

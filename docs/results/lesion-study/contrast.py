@@ -51,6 +51,23 @@ def _find(folder: str, stem: str, case: str) -> str:
     raise FileNotFoundError(f"{folder}: no {stem}-{case}.nii[.gz]")
 
 
+def case_ids(references: str) -> list[str]:
+    """The case ids K of ``segmentation-K.nii[.gz]`` in ``references``, in numeric order."""
+    return sorted((m.group(1) for n in os.listdir(references)
+                   if (m := re.fullmatch(r"segmentation-(\w+)\.nii(\.gz)?", n))), key=lambda c: (len(c), c))
+
+
+def ring_contrast(hu: np.ndarray, mask: np.ndarray, liver: np.ndarray) -> float:
+    """Mean HU of ``mask`` minus that of the ``liver`` voxels within 3 voxels around it (NaN without any)."""
+    ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=3) & ~mask & liver
+    return float(hu[mask].mean() - hu[ring].mean()) if ring.any() else float("nan")
+
+
+def largest_axial_pixels(mask: np.ndarray) -> int:
+    """Pixels of the mask's largest axial cross-section (canonical RAS: the last axis is axial)."""
+    return int(mask.reshape(-1, mask.shape[-1]).sum(axis=0).max())
+
+
 def failure(found: bool, covered: float, merged: int) -> str:
     """Why a lesion was missed: not seen (under 10 % of it predicted lesion), merged (its best predicted component
     also overlaps another reference lesion), under-segmented (under half of it covered) or over-segmented."""
@@ -81,8 +98,7 @@ def lesions_of_case(prediction: np.ndarray, reference: np.ndarray, hu: np.ndarra
         covered = float((mask & (prediction == 2)).sum() / mask.sum())
         # other reference lesions the best-matching predicted component also overlaps (any size)
         merged = 0 if not best else len(set(np.unique(reference_components[predicted_components == best])) - {0, index})
-        ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=3) & ~mask & liver
-        contrast = float(hu[mask].mean() - hu[ring].mean()) if ring.any() else float("nan")
+        contrast = ring_contrast(hu, mask, liver)
         rose = rose_index(contrast, hu, mask, liver)
         rows.append({"diameter_mm": round(float(diameter), 1), "contrast_hu": round(contrast, 1),
                      "covered": round(covered, 3), "best_iou": round(float(ious.get(best, 0.0)), 3),
@@ -97,17 +113,15 @@ def rose_index(contrast: float, hu: np.ndarray, mask: np.ndarray, liver: np.ndar
     ring = ndimage.binary_dilation(mask, lits.TWENTY_SIX, iterations=4) & ~near & liver
     if ring.sum() < 2 or not np.isfinite(contrast):
         return float("nan")
-    pixels = mask.reshape(-1, mask.shape[-1]).sum(axis=0).max()  # canonical (RAS): the last axis is axial
+    pixels = largest_axial_pixels(mask)
     values = hu[ring]
     sd = 1.4826 * float(np.median(np.abs(values - np.median(values))))  # robust SD: vessels in the ring are outliers
     return abs(contrast) / max(sd, 1e-6) * float(np.sqrt(pixels))
 
 
 def analyse(predictions: str, references: str) -> list[dict]:
-    cases = sorted((m.group(1) for n in os.listdir(references)
-                    if (m := re.fullmatch(r"segmentation-(\w+)\.nii(\.gz)?", n))), key=lambda c: (len(c), c))
     rows = []
-    for case in cases:
+    for case in case_ids(references):
         reference, zooms = _load(_find(references, "segmentation", case))
         prediction, _ = _load(_find(predictions, "segmentation", case))
         hu, _ = _load(_find(references, "volume", case))
