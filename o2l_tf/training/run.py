@@ -89,7 +89,7 @@ def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: s
     sources = [pipeline.TrainingSource(
         records.split_files(records_dir, "strong", manifest), compression, parse,
         lambda e: pipeline.one_hot(e["label"]), float(strong["examples"]), "strong",
-        _lesion_examples(manifest, "strong", config, records_dir))]
+        _lesion_examples(manifest, "strong", config, records_dir), strong["examples"])]
     cases = len(strong["cases"])
     if config.role == "student" and config.train.weak_labels != "none":
         weak = manifest["splits"]["weak"]
@@ -101,12 +101,12 @@ def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: s
             files = [os.path.join(records_dir, name) for name in info["shards"]]
             sources.append(pipeline.TrainingSource(files, compression, parse_pseudo,
                                                    lambda e: e["soft_label"], float(weak["examples"]), "weak",
-                                                   lesion_examples))
+                                                   lesion_examples, weak["examples"]))
         else:  # the naive baseline: the box partition itself as the weak mask
             sources.append(pipeline.TrainingSource(
                 records.split_files(records_dir, "weak", manifest), compression, parse,
                 lambda e: pipeline.box_partition(e["box_channels"]), float(weak["examples"]), "weak",
-                lesion_examples))
+                lesion_examples, weak["examples"]))
         cases += len(weak["cases"])
     total = sum(s.weight for s in sources)
     return [s._replace(weight=s.weight / total) for s in sources], cases

@@ -188,6 +188,33 @@ def test_a_run_of_epochs_is_the_epochs_one_by_one(small_records):
         assert dataset.options().autotune.enabled is False
 
 
+def test_epochs_reach_every_example_not_only_the_first_window(small_records):
+    """An epoch reads only (shuffle buffer + draws) examples of each stream; across epochs they must cover the
+    split. Before each shard was read from a seeded offset, every epoch restarted at the same records and a
+    split larger than that window was never seen in full (converge: 565 of 1,980 weak examples in 80 epochs)."""
+    from o2l_tf.data import records
+
+    manifest = records.load_manifest(small_records)
+    strong = manifest["splits"]["strong"]
+    settings = DataSettings(crop_size=32, batch_size=4, shuffle_buffer=4)
+    draws, epochs = 4, 40
+
+    def reached(examples):
+        source = pipeline.TrainingSource(records.split_files(small_records, "strong", manifest), "GZIP",
+                                         records.parse_example, lambda e: (e["case_id"], e["slice_index"]), 1.0,
+                                         examples=examples)
+        seen = set()
+        for epoch in range(epochs):
+            [(stream, _)] = pipeline._source_streams(source, settings, tf.constant(epoch, tf.int64))
+            seen.update((c, int(z)) for _, (c, z), *_ in stream.take(draws).as_numpy_iterator())
+        return len(seen)
+
+    assert strong["examples"] >= 40  # so that the window (8 examples) is a small part of the split
+    assert reached(0) <= settings.shuffle_buffer + draws  # the old behaviour: the same window every epoch
+    # 40 epochs x 4 draws of ~50 examples; uniform draws would reach about 1 - exp(-160/50) = 96 % of them
+    assert reached(strong["examples"]) >= 0.8 * strong["examples"]
+
+
 def test_lesion_slices_share_of_examples(small_records):
     """data.lesion_slices: that share of examples from slices with a lesion box, on top of those drawn anyway."""
     from o2l_tf.data import records
