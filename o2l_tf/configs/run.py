@@ -197,10 +197,11 @@ def _recipe(role: str, converge: bool) -> RunConfig:
       per case and lost no lesion the student had found: it finds almost none under 10 mm at 192 px);
     - bf16 where the CPU runs it natively (``train.precision=auto``).
 
-    ``demo``: what fits ``make demo`` into 10 minutes on the slowest 2-core machine measured, float32 forced
-    (about 20 crops per second there): 96-px crops, a student of 56 epochs of 3 crops per case (1,512 steps for
+    ``demo``: ``make demo``'s budget: 96-px crops, a student of 56 epochs of 3 crops per case (1,512 steps for
     the demo's 36 training cases), a teacher of 20 epochs of 8 crops per strong case. The study's curves still rise
-    at 2,430 steps: the demo is under-trained by design. ``converge``: 128-px crops, a student of 180 epochs of 3
+    at 2,430 steps: the demo is under-trained by design, and still over its 10 minutes with float32 forced (10.3
+    here, about 18 on the slower machine class); a third of its training, what would fit, learns no lesion (lesion
+    study, round 9). ``converge``: 128-px crops, a student of 180 epochs of 3
     crops per case of a 72-case cohort (9,720 steps: the study's ``r-4x``), a teacher of 50 epochs.
     """
     crop = 128 if converge else 96
