@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
@@ -202,42 +202,48 @@ EXPERIMENTS += [
                student=("train.weak_labels=none", "train.localization=false", "train.epochs=540",
                         "train.validate_every=180", "train.volume_validation_every=180")),
 ]
+
+
+def _again(base: str, name: str, group: str, question: str, **changes) -> Experiment:
+    """An earlier row run again under a new name, with ``changes`` (the rows of rounds 8 and 9)."""
+    return replace(next(e for e in EXPERIMENTS if e.name == base), name=name, group=group, question=question,
+                   **changes)
+
+
 # Eighth round: every epoch built its streams afresh and read each shard from its first record, so an epoch
 # could only draw from the first (shuffle buffer + draws) examples of a stream, the same ones every epoch: on a
 # converge weak split 565 of 1,980 examples were ever reached. The round-4 rows again, with each shard read from
-# a seeded offset per epoch (o2l_tf/data/pipeline.py, _files_dataset).
+# a seeded offset per epoch (o2l_tf/data/pipeline.py, _files_dataset) ...
 EXPERIMENTS += [
-    Experiment("cov-demo-full-narrow", "coverage", "w-demo-full-narrow, epochs reaching every example",
-               preset="demo", dev_cases=16, every=28, student=DEMO_FULL, hu_window=(-20.0, 200.0)),
-    Experiment("cov-demo-preset-narrow", "coverage", "w-demo-preset-narrow, epochs reaching every example",
-               split=(30, 60, 10), teacher=(), preset="demo", dev_cases=16, every=28, hu_window=(-20.0, 200.0)),
+    _again("w-demo-full-narrow", "cov-demo-full-narrow", "coverage",
+           "w-demo-full-narrow, epochs reaching every example"),
+    _again("w-demo-preset-narrow", "cov-demo-preset-narrow", "coverage",
+           "w-demo-preset-narrow, epochs reaching every example"),
 ]
 # ... and how far two training seeds of one configuration lie apart (the data order and crops; same phantoms),
 # for the fix and for the code before it (commit 144e9aa, run from a worktree).
 EXPERIMENTS += [
-    Experiment("cov-demo-full-narrow-seed1", "coverage", "cov-demo-full-narrow, training seed 1",
-               preset="demo", dev_cases=16, every=28, student=DEMO_FULL + ("train.seed=1",),
-               hu_window=(-20.0, 200.0)),
-    Experiment("w-demo-full-narrow-seed1", "coverage", "w-demo-full-narrow (before the fix), training seed 1",
-               preset="demo", dev_cases=16, every=28, student=DEMO_FULL + ("train.seed=1",),
-               hu_window=(-20.0, 200.0), code="144e9aa"),
+    _again("w-demo-full-narrow", "cov-demo-full-narrow-seed1", "coverage", "cov-demo-full-narrow, training seed 1",
+           student=DEMO_FULL + ("train.seed=1",)),
+    _again("w-demo-full-narrow", "w-demo-full-narrow-seed1", "coverage",
+           "w-demo-full-narrow (before the fix), training seed 1", student=DEMO_FULL + ("train.seed=1",),
+           code="144e9aa"),
 ]
 # With every example reachable, the shuffle buffer only orders an epoch's window, and filling it was most of the
 # mixed student's input pipeline (four streams of 512 parsed examples per epoch for 108 drawn: 12 crops per second
 # on 2 cores, the speed the demo student trained at). The mixed demo row with buffers of 64, teacher and student.
 EXPERIMENTS += [
-    Experiment("buf64-demo-preset-narrow", "coverage", "cov-demo-preset-narrow with shuffle buffers of 64",
-               split=(30, 60, 10), teacher=("data.shuffle_buffer=64",), preset="demo", dev_cases=16, every=28,
-               hu_window=(-20.0, 200.0), student=("data.shuffle_buffer=64",)),
+    _again("w-demo-preset-narrow", "buf64-demo-preset-narrow", "coverage",
+           "cov-demo-preset-narrow with shuffle buffers of 64", teacher=("data.shuffle_buffer=64",),
+           student=("data.shuffle_buffer=64",)),
 ]
 # Ninth round: what fits make demo into 10 minutes on the slower machine class (about 1.8 times this one, float32)?
 # About 300 s here in all: 24 phantoms instead of 40 (pseudo-labels, records and validation shrink with them) and
 # a student of about 2,000 crops instead of 6,048, scored once at its end.
 EXPERIMENTS += [
-    Experiment("fast-demo-24", "demo-budget", "the demo preset on 24 phantoms, student 32 epochs, scored at its end",
-               cases=24, split=(30, 60, 10), teacher=(), preset="demo", dev_cases=16, every=32,
-               hu_window=(-20.0, 200.0),
-               student=("train.epochs=32", "train.validate_every=32", "train.volume_validation_every=32")),
+    _again("w-demo-preset-narrow", "fast-demo-24", "demo-budget",
+           "the demo preset on 24 phantoms, student 32 epochs, scored at its end", cases=24, every=32,
+           student=("train.epochs=32", "train.validate_every=32", "train.volume_validation_every=32")),
 ]
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 
