@@ -146,11 +146,9 @@ def _files_dataset(files, compression: str, parse, seed, examples: int = 0) -> t
     example count, from which each shard's share is estimated (the builder spreads examples evenly by hash);
     0 reads every file from its start.
     """
-    per_file = max(1, examples // max(1, len(files)))
-    offsets = tf.random.stateless_uniform([len(files)], tf.stack([tf.cast(seed, tf.int64), tf.constant(OFFSET_SEED, tf.int64)]),
-                                          minval=0, maxval=per_file, dtype=tf.int64)
-    if examples <= 0:
-        offsets = tf.zeros_like(offsets)
+    per_file = max(1, examples // max(1, len(files)))  # 1: every offset is 0
+    offset_seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(OFFSET_SEED, tf.int64)])
+    offsets = tf.random.stateless_uniform([len(files)], offset_seed, minval=0, maxval=per_file, dtype=tf.int64)
 
     def rotated(name, offset):  # records offset.. then 0..offset (an offset past the end reads the file from 0)
         file_records = tf.data.TFRecordDataset(name, compression_type=compression)

@@ -86,27 +86,28 @@ def _sources(config: RunConfig, records_dir: str, manifest: dict, teacher_dir: s
     strong = manifest["splits"]["strong"]
     parse, parse_pseudo = (functools.partial(f, hu_window=config.data.hu_window)
                            for f in (records.parse_example, pipeline.parse_pseudo_example))
-    sources = [pipeline.TrainingSource(
-        records.split_files(records_dir, "strong", manifest), compression, parse,
-        lambda e: pipeline.one_hot(e["label"]), float(strong["examples"]), "strong",
-        _lesion_examples(manifest, "strong", config, records_dir), strong["examples"])]
+
+    def source(split: str, files: list[str], split_parse, target_of) -> pipeline.TrainingSource:
+        """A split's stream, weighted by its example count (normalised below)."""
+        examples = manifest["splits"][split]["examples"]
+        return pipeline.TrainingSource(files, compression, split_parse, target_of, float(examples), split,
+                                       _lesion_examples(manifest, split, config, records_dir), examples)
+
+    sources = [source("strong", records.split_files(records_dir, "strong", manifest), parse,
+                      lambda e: pipeline.one_hot(e["label"]))]
     cases = len(strong["cases"])
     if config.role == "student" and config.train.weak_labels != "none":
         weak = manifest["splits"]["weak"]
         if not weak["shards"]:
             raise InputError(f"{records_dir}: the weak split is empty; use --weak-labels none")
-        lesion_examples = _lesion_examples(manifest, "weak", config, records_dir)
-        if config.train.weak_labels == "pseudo":
+        # the naive baseline: the box partition itself as the weak mask
+        weak_source = source("weak", records.split_files(records_dir, "weak", manifest), parse,
+                             lambda e: pipeline.box_partition(e["box_channels"]))
+        if config.train.weak_labels == "pseudo":  # the teacher's soft labels, beside the weak shards
             info = pseudo_labels.ensure(records_dir, teacher_dir, progress=progress, log=log)
-            files = [os.path.join(records_dir, name) for name in info["shards"]]
-            sources.append(pipeline.TrainingSource(files, compression, parse_pseudo,
-                                                   lambda e: e["soft_label"], float(weak["examples"]), "weak",
-                                                   lesion_examples, weak["examples"]))
-        else:  # the naive baseline: the box partition itself as the weak mask
-            sources.append(pipeline.TrainingSource(
-                records.split_files(records_dir, "weak", manifest), compression, parse,
-                lambda e: pipeline.box_partition(e["box_channels"]), float(weak["examples"]), "weak",
-                lesion_examples, weak["examples"]))
+            weak_source = weak_source._replace(files=[os.path.join(records_dir, name) for name in info["shards"]],
+                                               parse=parse_pseudo, target_of=lambda e: e["soft_label"])
+        sources.append(weak_source)
         cases += len(weak["cases"])
     total = sum(s.weight for s in sources)
     return [s._replace(weight=s.weight / total) for s in sources], cases
