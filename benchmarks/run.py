@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -100,17 +101,17 @@ def synth(out: str, cases: int, size: int, slices: tuple[int, int], seed: int = 
     return out
 
 
-def records(work: str, name: str, size: int, cases: int = 3, slices=(16, 20)) -> str:
+def records(work: str, name: str, size: int, cases: int = 3, slices=(16, 20), split=(100, 0, 0)) -> str:
     from o2l_tfrecords_builder.build import BuildConfig, build_records
 
     phantoms = synth(os.path.join(work, f"phantoms-{name}"), cases, size, slices)
     out = os.path.join(work, f"records-{name}")
-    build_records(BuildConfig(data=phantoms, split=(100, 0, 0)), out, workers=2, overwrite=True, progress=False)
+    build_records(BuildConfig(data=phantoms, split=split), out, workers=2, overwrite=True, progress=False)
     return out
 
 
 # --------------------------------------------------------------------------------------------- 2. training
-DEMO_STUDENT_STEPS = 27  # make demo's student epoch: 36 training cases x 3 crops / batch 4
+DEMO_TRAINING_CASES = 36  # make demo's strong + weak cases (40 phantoms split 30:60:10)
 SIZES = {  # name: (preset, records, per-epoch examples per case)
     "paper": ("paper", "paper", 6),  # 320 x 320 crops, batch 2, 32 base filters
     "demo": ("demo", "demo", 24),  # the demo preset: 96 x 96 crops, batch 4, 16 base filters
@@ -201,23 +202,18 @@ def input_pipeline(work: str, size: str, batches: int = 200, runs: int = 3) -> d
 
 
 def mixed_epochs(work: str, runs: int = 3) -> dict:
-    """The mixed student's input as the demo trains it: epochs of the demo's 27 steps drawn from four streams (strong
-    and weak, each with its lesion-slice stream), every epoch's streams built afresh (start-up included)."""
+    """The mixed student's input as the demo trains it: epochs of the demo's steps (27) drawn from four streams
+    (strong and weak, each with its lesion-slice stream), every epoch's streams built afresh (start-up included)."""
     from o2l_tf.configs.run import apply_overrides, preset
     from o2l_tf.data import pipeline
     from o2l_tf.data import records as rec
     from o2l_tf.training.run import _sources
-    from o2l_tfrecords_builder.build import BuildConfig, build_records
 
-    phantoms = synth(os.path.join(work, "phantoms-mixed"), 6, 192, (48, 56))
-    records_dir = os.path.join(work, "records-mixed")
-    if not os.path.exists(os.path.join(records_dir, "manifest.json")):
-        build_records(BuildConfig(data=phantoms, split=(34, 66, 0)), records_dir, workers=2, overwrite=True,
-                      progress=False)
+    records_dir = records(work, "mixed", 192, cases=6, slices=(48, 56), split=(34, 66, 0))
     # box-partition weak targets: no teacher needed; the demo's pseudo-label examples carry soft labels as well
     config = apply_overrides(preset("demo", "student"), ["train.weak_labels=boxes"])
     sources, _ = _sources(config, records_dir, rec.load_manifest(records_dir), None, False, print)
-    steps = DEMO_STUDENT_STEPS
+    steps = math.ceil(DEMO_TRAINING_CASES * config.data.examples_per_case / config.data.batch_size)  # as train()
     # one dataset for every epoch, as fit reads it; each epoch's batches timed from the end of the one before
     data = iter(pipeline.training_dataset(sources, config.data, "student", True, steps, 0, 0, end_epoch=runs + 1))
     rates = []
